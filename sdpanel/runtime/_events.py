@@ -6,6 +6,7 @@ Events are small frozen dataclasses so they can cross threads safely.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -94,10 +95,9 @@ class EventBus:
         for callback, topics in subs:
             if topics is not None and event.topic not in topics and event.topic.split(":")[0] not in topics:
                 continue
-            try:
+            # A broken subscriber must not break publishing for the others.
+            with contextlib.suppress(Exception):
                 callback(event)
-            except Exception:  # noqa: BLE001 - a broken subscriber must not break publishing
-                pass
 
 
 def _replace(event: Event, **changes: Any) -> Event:

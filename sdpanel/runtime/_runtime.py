@@ -103,7 +103,10 @@ class Runtime:
             loop, thread = self._loop, self._thread
             loop.call_soon_threadsafe(loop.stop)
             assert thread is not None
-            thread.join(timeout)
+            # Called from a task or callback on the loop itself: a thread cannot join
+            # itself; the loop stops once the current callback returns.
+            if thread is not threading.current_thread():
+                thread.join(timeout)
             self._loop = None
             self._thread = None
             self._services.clear()
