@@ -1,0 +1,288 @@
+"""Turn whatever a user pastes into a :class:`DownloadSpec` with the exact file pinned.
+
+Accepted: a CivitAI model page (``/models/ID[/slug][?modelVersionId=V]``), a CivitAI
+download URL (``/api/download/models/V[?fileId=F|type=…]``), a CivitAI AIR
+(``urn:air:sdxl:lora:civitai:ID@V``), a Hugging Face ``blob``/``resolve`` URL, ``hf://``
+or bare ``owner/repo/path/file.ext``, a GitHub release asset, ``preset:ID`` and any other
+HTTP(S) link. Anything else raises :class:`LinkError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sdpanel._configs import load_config
+from sdpanel.downloads import DownloadSpec, filename_from_content_disposition
+
+from ._context import ResolveContext
+from ._errors import LinkError, SourceError
+
+_AIR = re.compile(r"^urn:air:(?P<eco>[\w.-]+):(?P<type>[\w.-]+):(?P<src>[\w.-]+):(?P<id>[^@\s]+)"
+                  r"(?:@(?P<ver>[^:\s.]+))?(?::[\w.-]+)?(?:\.\w+)?$", re.I)
+_BARE_HF = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)/(?P<path>[\w./ -]+\.\w+)$")
+_GITHUB_ASSET = re.compile(r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+)/releases/download/(?P<tag>[^/]+)/(?P<asset>[^/]+)$")
+
+
+def kind_for_civitai_type(model_type: str) -> str:
+    for k in load_config("kinds.json")["kinds"]:
+        if model_type in k.get("civitai_types", []):
+            return str(k["id"])
+    return "other"
+
+
+def guess_kind(filename: str) -> str:
+    """A best guess from a file name (links without metadata); callers may override."""
+    name = filename.lower()
+    if name.endswith(".pt") and "yolo" in name:
+        return "adetailer"
+    if name.startswith("sam_") or "segment_anything" in name:
+        return "sam"
+    if any(t in name for t in ("esrgan", "ultrasharp", "upscal", "4x", "2x_", "swinir")):
+        return "upscalers"
+    if "control" in name or name.startswith(("t2i-adapter", "diffusion_pytorch_model_promax")):
+        return "controlnet"
+    if "vae" in name or name in ("ae.safetensors",):
+        return "vae"
+    if "lora" in name:
+        return "loras"
+    if any(t in name for t in ("t5xxl", "clip_l", "clip_g", "umt5")):
+        return "text_encoders"
+    if "ip-adapter" in name or "ip_adapter" in name:
+        return "ipadapter"
+    return "other"
+
+
+def _filename_from_url(url: str) -> str | None:
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return name or None
+
+
+# -- CivitAI ---------------------------------------------------------------------------
+
+def _pick_file(files: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any] | None:
+    if "fileId" in query:
+        return next((f for f in files if str(f.get("id")) == query["fileId"][0]), None)
+    chosen = files
+    for key in ("type", "format", "size", "fp"):
+        if key in query:
+            want = query[key][0]
+            chosen = [f for f in chosen if (f.get("type") if key == "type" else (f.get("metadata") or {}).get(key)) == want]
+    if chosen is not files:
+        return chosen[0] if chosen else None
+    return next((f for f in files if f.get("primary")), None) or next(
+        (f for f in files if f.get("type") == "Model"), files[0] if files else None)
+
+
+def civitai_spec(model: dict[str, Any], version: dict[str, Any], file: dict[str, Any],
+                 ctx: ResolveContext) -> DownloadSpec:
+    """The spec for one CivitAI file (also used by panels that already hold the JSON)."""
+    client = ctx.civitai()
+    primary = bool(file.get("primary"))
+    url = client.download_url(int(version["id"]), None if primary else int(file["id"]))
+    sha = (file.get("hashes") or {}).get("SHA256")
+    size_kb = file.get("sizeKB")
+    images = version.get("images") or []
+    preview = next((i.get("url") for i in images if (i.get("nsfwLevel") or 1) <= 1 and i.get("type", "image") == "image"),
+                   images[0].get("url") if images else None)
+    model_type = str(model.get("type") or (version.get("model") or {}).get("type") or "Other")
+    kind = "vae" if file.get("type") == "VAE" else kind_for_civitai_type(model_type)
+    base = ctx.civitai_base_url.rstrip("/")
+    meta = {
+        "source": "civitai", "model_id": model.get("id") or version.get("modelId"),
+        "model_name": model.get("name") or (version.get("model") or {}).get("name"),
+        "model_type": model_type, "version_id": version.get("id"), "version_name": version.get("name"),
+        "file_id": file.get("id"), "file_type": file.get("type"), "format": (file.get("metadata") or {}).get("format"),
+        "fp": (file.get("metadata") or {}).get("fp"), "base_model": version.get("baseModel"),
+        "trained_words": list(version.get("trainedWords") or []),
+        "creator": (model.get("creator") or {}).get("username"), "nsfw": bool(model.get("nsfw")),
+        "sha256": sha.lower() if sha else None, "filename": file.get("name"),
+        "hashes": dict(file.get("hashes") or {}), "published_at": version.get("publishedAt"),
+        "source_url": f"{base}/models/{model.get('id') or version.get('modelId')}?modelVersionId={version.get('id')}",
+        "preview_url": preview, "description": model.get("description"),
+    }
+    return DownloadSpec(url=url, kind=kind, filename=file.get("name"),
+                        size=round(float(size_kb) * 1024) if size_kb is not None else None,
+                        sha256=sha.lower() if sha else None, headers=ctx.civitai_headers(),
+                        source="civitai", metadata=meta)
+
+
+async def _civitai_version_spec(ctx: ResolveContext, model_id: int | None, version_id: int | None,
+                                query: dict[str, list[str]]) -> DownloadSpec:
+    client = ctx.civitai()
+    if version_id is not None:
+        version = await client.version(version_id)
+        model_id = int(version.get("modelId") or model_id or 0) or None
+        if model_id is None:
+            raise LinkError(f"CivitAI version {version_id} names no model.")
+        model = await client.model(model_id)
+    else:
+        assert model_id is not None
+        model = await client.model(model_id)
+        versions = model.get("modelVersions") or []
+        if not versions:
+            raise LinkError(f"CivitAI model {model_id} ({model.get('name')}) has no versions to download.")
+        version = versions[0]
+    files = version.get("files") or []
+    if not files:
+        why = "is archived" if model.get("mode") == "Archived" else "has no files"
+        raise LinkError(f"CivitAI model {model.get('name')!r} version {version.get('name')!r} {why}: nothing to download.")
+    file = _pick_file(files, query)
+    if file is None:
+        raise LinkError("That CivitAI link names a file the version does not have "
+                        f"(files: {', '.join(str(f.get('name')) for f in files)}).")
+    return civitai_spec(model, version, file, ctx)
+
+
+async def _resolve_civitai_url(ctx: ResolveContext, url: str) -> DownloadSpec:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    segs = [s for s in parts.path.split("/") if s]
+    if len(segs) >= 4 and segs[:3] == ["api", "download", "models"] and segs[3].isdigit():
+        return await _civitai_version_spec(ctx, None, int(segs[3]), query)
+    if len(segs) >= 2 and segs[0] == "models" and segs[1].isdigit():
+        ver = query.get("modelVersionId", [""])[0]
+        if ver and not ver.isdigit():
+            raise LinkError(f"modelVersionId={ver!r} is not a number.")
+        return await _civitai_version_spec(ctx, int(segs[1]), int(ver) if ver else None, {})
+    if len(segs) >= 4 and segs[:3] == ["api", "v1", "model-versions"] and segs[3].isdigit():
+        return await _civitai_version_spec(ctx, None, int(segs[3]), {})
+    raise LinkError("That CivitAI link is not a model page (/models/ID) or a download link "
+                    "(/api/download/models/VERSION).")
+
+
+async def _resolve_air(ctx: ResolveContext, text: str) -> DownloadSpec:
+    m = _AIR.match(text.strip())
+    if not m:
+        raise LinkError("Malformed AIR: expected urn:air:ECOSYSTEM:TYPE:civitai:MODEL_ID@VERSION_ID.")
+    if m["src"].lower() != "civitai":
+        raise LinkError(f"AIR source {m['src']!r} is not supported; paste a CivitAI AIR or the file's URL.")
+    if not m["id"].isdigit() or (m["ver"] and not m["ver"].isdigit()):
+        raise LinkError("A CivitAI AIR needs numeric ids: urn:air:sdxl:lora:civitai:ID@VERSION.")
+    return await _civitai_version_spec(ctx, int(m["id"]), int(m["ver"]) if m["ver"] else None, {})
+
+
+# -- Hugging Face ----------------------------------------------------------------------
+
+async def hf_spec(ctx: ResolveContext, repo_id: str, path: str, revision: str = "main",
+                  repo_type: str = "model") -> DownloadSpec:
+    info = await ctx.hf().file_info(repo_id, path, revision, repo_type)
+    base = ctx.hf_endpoint.rstrip("/")
+    prefix = "/datasets" if repo_type == "dataset" else ""
+    meta = {"source": "huggingface", "repo_id": repo_id, "repo_type": repo_type, "path": path,
+            "revision": revision, "commit": info.commit, "sha256": info.sha256,
+            "filename": info.filename, "size": info.size,
+            "source_url": f"{base}{prefix}/{repo_id}/blob/{revision}/{path}"}
+    return DownloadSpec(url=info.url, kind=guess_kind(info.filename), filename=info.filename,
+                        size=info.size, sha256=info.sha256, headers=ctx.hf_headers(),
+                        source="huggingface", metadata=meta)
+
+
+async def _resolve_hf_url(ctx: ResolveContext, url: str) -> DownloadSpec:
+    segs = [unquote(s) for s in urlsplit(url).path.split("/") if s]
+    repo_type = "model"
+    if segs and segs[0] in ("datasets", "spaces"):
+        repo_type, segs = segs[0][:-1], segs[1:]
+    if len(segs) >= 5 and segs[2] in ("blob", "resolve"):
+        return await hf_spec(ctx, f"{segs[0]}/{segs[1]}", "/".join(segs[4:]), segs[3], repo_type)
+    if len(segs) == 2 or (len(segs) >= 3 and segs[2] == "tree"):
+        raise LinkError(f"That is the Hugging Face repo {segs[0]}/{segs[1]}, not a file: open the "
+                        "file on its 'Files' tab and paste its link.")
+    raise LinkError("That Hugging Face link does not point at a file (expected "
+                    ".../REPO/blob/REVISION/PATH or .../resolve/...).")
+
+
+# -- everything else -------------------------------------------------------------------
+
+async def _plain_spec(ctx: ResolveContext, url: str, source: str, meta: dict[str, Any]) -> DownloadSpec:
+    filename, size = _filename_from_url(url), None
+    if ctx.probe_links:
+        try:
+            from ._http import HttpBase
+
+            probe = HttpBase(timeout=ctx.timeout, max_retries=0)
+            try:
+                status, hdrs, _b, final = await probe.request("HEAD", url, retry_statuses=())
+            finally:
+                await probe.close()
+            if status < 400:
+                filename = filename_from_content_disposition(hdrs.get("Content-Disposition")) or filename
+                length = hdrs.get("Content-Length", "")
+                size = int(length) if length.isdigit() and int(length) > 0 else None
+        except SourceError:
+            pass  # the queue will report an unreachable host when it tries; a spec is still useful
+    return DownloadSpec(url=url, kind=guess_kind(filename or ""), filename=filename, size=size,
+                        source=source, metadata={"source": source, "source_url": url, **meta})
+
+
+async def resolve_link(text: str, ctx: ResolveContext | None = None, *, kind: str | None = None) -> DownloadSpec:
+    """Resolve pasted text to a :class:`DownloadSpec`; ``kind`` overrides the guessed kind."""
+    own = ctx is None
+    ctx = ctx or ResolveContext.from_settings()
+    try:
+        spec = await _resolve(text, ctx)
+    finally:
+        if own:
+            await ctx.aclose()
+    if kind:
+        spec.kind = kind
+    return spec
+
+
+async def _resolve(text: str, ctx: ResolveContext) -> DownloadSpec:
+    raw = (text or "").strip().strip("<>\"'")
+    if not raw:
+        raise LinkError("Nothing to resolve: paste a CivitAI or Hugging Face link, an AIR or a URL.")
+    if raw.lower().startswith("urn:air:"):
+        return await _resolve_air(ctx, raw)
+    if raw.lower().startswith("preset:"):
+        from ._presets import preset_spec
+
+        return preset_spec(raw.split(":", 1)[1], ctx)
+    if raw.lower().startswith("hf://"):
+        raw = raw[5:]
+        m = _BARE_HF.match(raw)
+        if not m:
+            raise LinkError("hf:// links need a file: hf://OWNER/REPO/PATH/FILE.EXT.")
+        return await hf_spec(ctx, m["repo"], m["path"])
+    parts = urlsplit(raw)
+    if parts.scheme in ("http", "https"):
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise LinkError(f"{raw[:80]!r} has no host name.")
+        if ctx.is_civitai(raw):
+            return await _resolve_civitai_url(ctx, raw)
+        if ctx.is_hf(raw):
+            return await _resolve_hf_url(ctx, raw)
+        if host == "github.com":
+            m = _GITHUB_ASSET.match(parts.path)
+            if not m:
+                raise LinkError("That GitHub link is not a release asset (.../releases/download/TAG/FILE).")
+            return await _plain_spec(ctx, raw, "github", {"repo": f"{m['owner']}/{m['repo']}", "tag": m["tag"]})
+        return await _plain_spec(ctx, raw, "url", {})
+    if parts.scheme:
+        raise LinkError(f"Unsupported link scheme {parts.scheme!r}: paste an http(s) link, an AIR or owner/repo/file.")
+    m = _BARE_HF.match(raw)
+    if m and " " not in m["repo"]:
+        return await hf_spec(ctx, m["repo"], m["path"])
+    raise LinkError(f"Not a link: {raw[:60]!r}. Paste a CivitAI or Hugging Face link, a CivitAI AIR, "
+                    "owner/repo/file.safetensors or an http(s) URL.")
+
+
+def resolve_link_sync(text: str, ctx: ResolveContext | None = None, *, kind: str | None = None,
+                      timeout: float = 120.0) -> DownloadSpec:
+    """Blocking :func:`resolve_link` for the CLI and headless cells (runs on the runtime loop)."""
+    from sdpanel.runtime import get_runtime
+
+    async def run() -> DownloadSpec:
+        own = ctx is None
+        use = ctx or ResolveContext.from_settings()
+        try:
+            return await resolve_link(text, use, kind=kind)
+        finally:
+            if own or use._civitai is not None or use._hf is not None:
+                # Clients hold an aiohttp session bound to this loop: close them here.
+                await use.aclose()
+
+    return get_runtime().submit(run(), name="resolve_link", topic="models").wait(timeout)
