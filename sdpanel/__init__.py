@@ -13,6 +13,27 @@ try:
 except PackageNotFoundError:  # running from a checkout without install
     __version__ = "0.0.0+source"
 
+from typing import TYPE_CHECKING, Any
+
 from sdpanel.runtime import get_runtime
 
-__all__ = ["__version__", "get_runtime"]
+if TYPE_CHECKING:
+    from sdpanel.panels import Panel
+
+# Heavy or widget-only parts load on first use, so `import sdpanel` stays cheap in the CLI
+# and the server extension (no anywidget/ipykernel import there).
+_LAZY = {
+    "Panel": "sdpanel.panels",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sdpanel' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["Panel", "__version__", "get_runtime"]
