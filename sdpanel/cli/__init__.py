@@ -1,0 +1,53 @@
+"""The ``sdpanel`` command. Sub-commands are discovered from ``sdpanel/cli/cmd_*.py``:
+each module defines ``register(subparsers)`` that adds its parser(s) and sets
+``func=callable(args) -> int``. Adding a verb is adding a file."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import sdpanel
+
+    parser = argparse.ArgumentParser(
+        prog="sdpanel",
+        description="Stable Diffusion from a notebook: status, notebook, lab and more.",
+    )
+    parser.add_argument("--version", action="version", version=f"sdpanel {sdpanel.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("cmd_"):
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code. Expected failures print one redacted line
+    (``error: ...``) and return 1; ``SDPANEL_DEBUG=1`` shows the traceback instead."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("SDPANEL_DEBUG") == "1":
+            raise
+        from sdpanel.settings import redact
+
+        lines = redact(str(exc)).strip().splitlines()
+        print(f"error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
+        return 1
