@@ -72,6 +72,10 @@ class Settings:
         "Keep the Launch cell running while the WebUI is up (hosted notebooks idle out)"))
     audio_muted: bool = field(default=False, metadata=_meta("Mute the sound cues"))
     nsfw: bool = field(default=False, metadata=_meta("Show NSFW models and previews"))
+    clean_leftovers: bool = field(default=False, metadata=_meta(
+        "Storage cell: delete download leftovers (.part/.aria2 untouched for 10 min) and broken links"))
+    clean_caches: bool = field(default=False, metadata=_meta(
+        "Storage cell: empty the pip and Hugging Face caches"))
     verify_hashes: bool = field(default=True, metadata=_meta(
         "Check each download's SHA-256 against its source before naming it", param=False))
     civitai_base_url: str = field(default="https://civitai.com", metadata=_meta(

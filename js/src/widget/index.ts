@@ -2,6 +2,7 @@
 // (sidebar hosting, one-off cues) live there; render() runs once per view.
 import type { Initialize, Render } from "@anywidget/types";
 import { renderShell, toastTargets } from "./shell";
+import { TAB_MODULES } from "./tabs";
 import type { PanelModel, ShellTraits } from "./types";
 import "./styles.css";
 
@@ -32,6 +33,8 @@ const initialize: Initialize<ShellTraits> = ({ model }) => {
   };
   model.on("change:in_sidebar", syncSidebar);
   model.on("msg:custom", onMsg);
+  // Tabs' model-wide hooks (once per model, however many views): e.g. the Downloads sound cues.
+  const tabCleanups = Object.values(TAB_MODULES).map((t) => t.initialize?.(model as PanelModel));
   syncSidebar();
   // On page load widget models may be restored before the extension defines its hook.
   const retry = window.sdpanelSidebar ? 0 : window.setTimeout(syncSidebar, 2000);
@@ -40,6 +43,7 @@ const initialize: Initialize<ShellTraits> = ({ model }) => {
     window.clearTimeout(retry);
     model.off("change:in_sidebar", syncSidebar);
     model.off("msg:custom", onMsg);
+    for (const c of tabCleanups) c?.();
     const u = unmount;
     unmount = null;
     u?.();

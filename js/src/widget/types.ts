@@ -22,6 +22,10 @@ export interface TabContext {
 /** A feature tab's front end: js/src/widget/tabs/<name>.ts, listed in tabs/index.ts. */
 export interface TabModule {
   render(ctx: TabContext): () => void;
+  /** Optional model-wide hook, run once per model from the widget's initialize() (not per
+   *  view): listeners for one-off custom messages (e.g. sound cues) that must act once even
+   *  when the panel is shown twice. Returns a cleanup. */
+  initialize?(model: PanelModel): (() => void) | void;
 }
 
 /** Hook the JupyterLab extension puts on window to host a live view in the left sidebar. */
