@@ -1,0 +1,133 @@
+"""``sdpanel install|launch|stop|ps|logs``: WebUIs from a shell.
+
+    sdpanel install comfyui [--from URL] [--force]
+    sdpanel launch comfyui [--tunnel cloudflared ...] [--wait] [--gpu 0] [--port 8188]
+    sdpanel stop comfyui
+    sdpanel ps [--json]
+    sdpanel logs comfyui [-n 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from sdpanel.runtime import EventBus, LogEvent, ProgressEvent
+
+
+def _service(args: argparse.Namespace, bus: EventBus | None = None) -> Any:
+    from sdpanel.cli.cmd_storage import resolve_store
+    from sdpanel.webuis import WebUIService
+
+    root, _ = resolve_store(args.storage)
+    return WebUIService(root, bus or EventBus(), webuis_dir=args.webuis_dir)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="PATH", help="storage root (default: detected)")
+    p.add_argument("--webuis-dir", metavar="PATH",
+                   help="where WebUIs are installed (default: $SDPANEL_WEBUIS_DIR or <work dir>/webuis)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from sdpanel.webuis import tunnel_table, webuis
+
+    names = webuis()
+    p = subparsers.add_parser("install", help="install a WebUI (package archive, else git)")
+    p.add_argument("webui", choices=names)
+    p.add_argument("--from", dest="source", metavar="URL",
+                   help="a package archive (.zip/.tar.zst/.tar.lz4) or a git repository (URL[#ref]) to install from")
+    p.add_argument("--force", action="store_true", help="reinstall over an existing install")
+    p.add_argument("--no-extensions", action="store_true", help="skip the default extensions")
+    _common(p)
+    p.set_defaults(func=run_install)
+
+    p = subparsers.add_parser("launch", help="start an installed WebUI (optionally with public tunnels)")
+    p.add_argument("webui", choices=names)
+    p.add_argument("--tunnel", nargs="+", default=[], metavar="TOOL", choices=[*tunnel_table(), "none"],
+                   help="cloudflared, ngrok, zrok, localtunnel, pinggy (always behind a login); "
+                        "put WEBUI first: `sdpanel launch comfyui --tunnel cloudflared ngrok`")
+    p.add_argument("--wait", action="store_true", help="wait until it answers, then print its links")
+    p.add_argument("--gpu", type=int, default=None, help="GPU index (CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--port", type=int, default=None, help="preferred port (taken: the next free one)")
+    p.add_argument("--args", default="", help="extra WebUI arguments, quoted")
+    p.add_argument("--cpu", action="store_true", help="run without a GPU")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for ready")
+    _common(p)
+    p.set_defaults(func=run_launch)
+
+    p = subparsers.add_parser("stop", help="stop a running WebUI (TERM, then KILL)")
+    p.add_argument("webui", choices=names)
+    _common(p)
+    p.set_defaults(func=run_stop)
+
+    p = subparsers.add_parser("ps", help="list WebUI processes")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=run_ps)
+
+    p = subparsers.add_parser("logs", help="show the last lines of a WebUI's log")
+    p.add_argument("webui", choices=names)
+    p.add_argument("-n", "--lines", type=int, default=100)
+    _common(p)
+    p.set_defaults(func=run_logs)
+
+
+def _printer(event: Any) -> None:
+    if isinstance(event, LogEvent):
+        print(event.message, file=sys.stderr, flush=True)
+    elif isinstance(event, ProgressEvent) and event.total:
+        print(f"{event.message}: {event.done * 100 // event.total}%", file=sys.stderr, flush=True)
+
+
+def run_install(args: argparse.Namespace) -> int:
+    bus = EventBus()
+    bus.subscribe(_printer, topics={"webui"})
+    svc = _service(args, bus)
+    res = asyncio.run(svc.install(args.webui, source=args.source, replace=args.force,
+                                  extensions=not args.no_extensions))
+    print(f"installed {res.webui} at {res.path} ({res.method}, {res.version or 'unversioned'}, "
+          f"{res.seconds:.1f}s)")
+    for note in res.notes:
+        print(f"  {note}")
+    return 0
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    svc = _service(args)
+
+    async def go() -> Any:
+        return await svc.launch(args.webui, gpu=args.gpu, port=args.port, args=args.args,
+                                tunnels=args.tunnel, wait=args.wait, cpu=True if args.cpu else None,
+                                ready_timeout=args.timeout)
+
+    res = asyncio.run(go())
+    print(res.summary())
+    return 1 if res.errors else 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    stopped = asyncio.run(_service(args).stop(args.webui))
+    print(f"{args.webui}: {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def run_ps(args: argparse.Namespace) -> int:
+    rows = _service(args).ps()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no WebUI processes")
+    for r in rows:
+        print(f"{r['name']:<14} {r['state']:<8} pid {r['pid']:<8} http://127.0.0.1:{r['port']}  log {r['log']}")
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    for line in _service(args).logs(args.webui, args.lines):
+        print(line)
+    return 0

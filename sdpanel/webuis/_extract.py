@@ -1,0 +1,443 @@
+"""Streaming extraction of WebUI packages: entries are written while the bytes arrive.
+
+- ``.zip``: a local-file-header reader (Python's ``zipfile`` needs a seekable file, which
+  would mean a second pass over a temporary copy). Stored and deflated entries, data
+  descriptors, zip64 sizes. Unix modes and symlinks live only in the central directory at
+  the end of the archive, so they are applied once it arrives.
+- ``.tar.zst`` / ``.tar.lz4``: the ``zstd``/``lz4`` tools as a pipe into ``tarfile`` stream
+  mode; ``.tar.gz`` / ``.tar`` by ``tarfile`` alone.
+
+Every member path is checked before anything is written: absolute paths, ``..`` and
+writes through symlinks that leave the target are refused (:class:`UnsafeArchiveError`).
+Absolute ``bin/python*`` links of a packed venv are the one exception: they point at the
+builder's interpreter, so they are skipped here and recreated by the venv fixer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import tarfile
+import threading
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO
+
+__all__ = ["ArchiveError", "ByteQueue", "ExtractReport", "UnsafeArchiveError", "detect_format",
+           "extract_stream"]
+
+_VENV_PYTHON = re.compile(r"(^|/)bin/python[0-9.]*$")
+
+
+class ArchiveError(ValueError):
+    """The archive is damaged or in a form we cannot stream."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A member would land outside the install folder."""
+
+
+@dataclass
+class ExtractReport:
+    files: int = 0
+    bytes: int = 0
+    links: int = 0
+    skipped_links: list[str] = field(default_factory=list)
+
+
+def detect_format(name: str, head: bytes = b"") -> str:
+    """Archive format from magic bytes, else from the file name."""
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "tar.zst"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "tar.lz4"
+    if head.startswith(b"\x1f\x8b"):
+        return "tar.gz"
+    lower = name.lower().split("?")[0]
+    for suffix, fmt in ((".zip", "zip"), (".tar.zst", "tar.zst"), (".tzst", "tar.zst"),
+                        (".tar.lz4", "tar.lz4"), (".tar.gz", "tar.gz"), (".tgz", "tar.gz"),
+                        (".tar", "tar")):
+        if lower.endswith(suffix):
+            return fmt
+    raise ArchiveError(f"Unknown package format for {name!r}: use .zip, .tar.zst, .tar.lz4 or .tar.gz")
+
+
+class ByteQueue:
+    """A bounded hand-over of chunks from the download (event loop) to an extraction thread.
+    ``put`` blocks when full (back-pressure); ``read(n)`` is a file-like blocking read."""
+
+    def __init__(self, max_chunks: int = 64) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._max = max_chunks
+        self._closed = False
+        self._error: BaseException | None = None
+        self._aborted = False
+        self._buf = b""
+
+    def put(self, chunk: bytes) -> bool:
+        """False when the reader gave up (stop downloading)."""
+        with self._cond:
+            while len(self._chunks) >= self._max and not self._aborted:
+                self._cond.wait()
+            if self._aborted:
+                return False
+            self._chunks.append(chunk)
+            self._cond.notify_all()
+            return True
+
+    def try_put(self, chunk: bytes) -> bool | None:
+        """Non-blocking put: True/False as ``put``, None when full (then call ``put``)."""
+        with self._cond:
+            if self._aborted:
+                return False
+            if len(self._chunks) >= self._max:
+                return None
+            self._chunks.append(chunk)
+            self._cond.notify_all()
+            return True
+
+    def close(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._closed, self._error = True, error
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._chunks.clear()
+            self._cond.notify_all()
+
+    def _next(self) -> bytes:
+        with self._cond:
+            while not self._chunks and not self._closed:
+                self._cond.wait()
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._cond.notify_all()
+                return chunk
+            if self._error is not None:
+                raise ArchiveError(f"download stopped: {self._error}") from self._error
+            return b""
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self._buf]
+            self._buf = b""
+            while chunk := self._next():
+                parts.append(chunk)
+            return b"".join(parts)
+        while len(self._buf) < n:
+            chunk = self._next()
+            if not chunk:
+                break
+            self._buf = self._buf + chunk if self._buf else chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def unread(self, data: bytes) -> None:
+        self._buf = data + self._buf
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+# ---- path safety ---------------------------------------------------------------------------
+
+def safe_member_path(dest: Path, name: str) -> Path:
+    """``dest/name`` after refusing absolute names, ``..`` and parents that resolve outside
+    (an earlier symlink member). ``dest`` must already be resolved."""
+    clean = name.replace("\\", "/")
+    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
+        raise UnsafeArchiveError(f"Refused archive member {name!r}: absolute path")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"Refused archive member {name!r}: '..' leaves the install folder")
+    if not parts:
+        return dest
+    target = dest.joinpath(*parts)
+    parent = Path(os.path.realpath(target.parent))
+    if parent != dest and dest not in parent.parents:
+        raise UnsafeArchiveError(f"Refused archive member {name!r}: it is written through a "
+                                 f"link that leaves the install folder")
+    return target
+
+
+def check_link(dest: Path, link_path: Path, target: str, name: str) -> None:
+    if os.path.isabs(target):
+        raise UnsafeArchiveError(f"Refused archive member {name!r}: symlink to absolute path {target!r}")
+    resolved = Path(os.path.normpath(link_path.parent / target))
+    if resolved != dest and dest not in resolved.parents:
+        raise UnsafeArchiveError(f"Refused archive member {name!r}: symlink {target!r} points "
+                                 f"outside the install folder")
+
+
+# ---- zip ---------------------------------------------------------------------------------
+
+_LOCAL, _CENTRAL, _DESC = b"PK\x03\x04", b"PK\x01\x02", b"PK\x07\x08"
+
+
+def _read_exact(r: ByteQueue, n: int, what: str) -> bytes:
+    data = r.read(n)
+    if len(data) != n:
+        raise ArchiveError(f"Archive ends early (in {what}): the download was cut short or the file is damaged")
+    return data
+
+
+def _zip64_sizes(extra: bytes, csize: int, usize: int) -> tuple[int, int, bool]:
+    i = 0
+    while i + 4 <= len(extra):
+        hid, hlen = struct.unpack_from("<HH", extra, i)
+        if hid == 1:
+            vals = list(struct.unpack_from(f"<{hlen // 8}Q", extra, i + 4))
+            if usize == 0xFFFFFFFF and vals:
+                usize = vals.pop(0)
+            if csize == 0xFFFFFFFF and vals:
+                csize = vals.pop(0)
+            return csize, usize, True
+        i += 4 + hlen
+    return csize, usize, False
+
+
+def _stored_with_descriptor(r: ByteQueue, out: BinaryIO | None, zip64: bool) -> tuple[int, int]:
+    """Stored entry of unknown length: scan for a descriptor whose size and CRC match the
+    bytes before it, writing the bytes that cannot be part of one as they come."""
+    fmt, dlen = ("<IQQ", 24) if zip64 else ("<III", 16)
+    buf, written, crc = b"", 0, 0
+    while True:
+        chunk = r.read(1 << 16)
+        if not chunk:
+            raise ArchiveError("Archive ends inside a stored entry")
+        buf += chunk
+        keep_from, pos = max(0, len(buf) - (dlen - 1)), 0
+        while (j := buf.find(_DESC, pos)) >= 0:
+            if j + dlen > len(buf):
+                keep_from = min(keep_from, j)
+                break
+            want_crc, csize, _usize = struct.unpack_from(fmt, buf, j + 4)
+            if csize == written + j and zlib.crc32(buf[:j], crc) == want_crc:
+                if out is not None:
+                    out.write(buf[:j])
+                r.unread(buf[j + dlen:])
+                return written + j, want_crc
+            pos = j + 1
+        safe, buf = buf[:keep_from], buf[keep_from:]
+        if out is not None:
+            out.write(safe)
+        crc, written = zlib.crc32(safe, crc), written + len(safe)
+
+
+def _extract_zip(r: ByteQueue, dest: Path, report: ExtractReport) -> None:
+    written: dict[str, Path] = {}
+    while True:
+        sig = r.read(4)
+        if sig != _LOCAL:
+            if sig in (_CENTRAL, b"PK\x05\x06", b"PK\x06\x06"):
+                r.unread(sig)
+                break
+            raise ArchiveError("Not a zip archive (or damaged): no local file header where one was expected")
+        (_ver, flags, method, _t, _d, crc, csize, usize, nlen, xlen) = struct.unpack(
+            "<HHHHHIIIHH", _read_exact(r, 26, "a file header"))
+        raw_name = _read_exact(r, nlen, "a file name")
+        extra = _read_exact(r, xlen, "a file header")
+        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+        csize, usize, zip64 = _zip64_sizes(extra, csize, usize)
+        if flags & 0x1:
+            raise ArchiveError(f"Encrypted zip member {name!r} is not supported")
+        if method not in (0, 8):
+            raise ArchiveError(f"Zip member {name!r} uses compression method {method}; "
+                               "re-pack with deflate, or use .tar.zst")
+        path = safe_member_path(dest, name)
+        parts = name.rstrip("/").split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in written:  # a file (maybe a symlink-to-be) as a folder
+                raise UnsafeArchiveError(f"Refused archive member {name!r}: it is written through "
+                                         f"{'/'.join(parts[:i])!r}, a file or symlink of this archive")
+        is_dir = name.endswith("/")
+        out: BinaryIO | None = None
+        try:
+            if is_dir:
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = open(path, "wb")  # noqa: SIM115 - closed in finally
+            descriptor = bool(flags & 0x8)
+            got_crc, size = 0, 0
+            if method == 0 and descriptor and csize == 0:
+                size, got_crc = _stored_with_descriptor(r, out, zip64)  # consumes the descriptor
+                crc, descriptor = got_crc, False
+            elif method == 0:
+                left = csize
+                while left:
+                    piece = _read_exact(r, min(left, 1 << 20), name)
+                    left -= len(piece)
+                    got_crc = zlib.crc32(piece, got_crc)
+                    size += len(piece)
+                    if out:
+                        out.write(piece)
+            else:
+                d = zlib.decompressobj(-15)
+                left = csize if not descriptor or csize else -1
+                while not d.eof:
+                    want = 1 << 20 if left < 0 else min(left, 1 << 20)
+                    piece = r.read(want) if want else b""
+                    if not piece:
+                        raise ArchiveError(f"Archive ends inside member {name!r}")
+                    if left > 0:
+                        left -= len(piece)
+                    data = d.decompress(piece)
+                    got_crc = zlib.crc32(data, got_crc)
+                    size += len(data)
+                    if out:
+                        out.write(data)
+                if d.unused_data:
+                    r.unread(d.unused_data)
+            if descriptor:
+                head = _read_exact(r, 4, "a data descriptor")
+                if head == _DESC:
+                    head = _read_exact(r, 4, "a data descriptor")
+                crc = struct.unpack("<I", head)[0]
+                _read_exact(r, 16 if zip64 else 8, "a data descriptor")
+            if not is_dir and got_crc != crc:
+                raise ArchiveError(f"Zip member {name!r} is damaged (CRC mismatch)")
+        except OSError as exc:
+            raise ArchiveError(f"Cannot extract member {name!r}: {exc}") from exc
+        finally:
+            if out:
+                out.close()
+        if not is_dir:
+            written[name] = path
+            report.files += 1
+            report.bytes += size
+    _apply_central_directory(r, dest, written, report)
+
+
+def _apply_central_directory(r: ByteQueue, dest: Path, written: dict[str, Path],
+                             report: ExtractReport) -> None:
+    while r.read(4) == _CENTRAL:
+        fields = struct.unpack("<HHHHHHIIIHHHHHII", _read_exact(r, 42, "the central directory"))
+        made_by, flags = fields[0], fields[2]
+        nlen, xlen, clen, ext_attr = fields[9], fields[10], fields[11], fields[14]
+        name = _read_exact(r, nlen, "the central directory").decode("utf-8" if flags & 0x800 else "cp437")
+        _read_exact(r, xlen + clen, "the central directory")
+        mode = ext_attr >> 16
+        path = written.get(name)
+        if path is None or (made_by >> 8) != 3 or not mode:
+            continue
+        if stat.S_ISLNK(mode):
+            target = path.read_text(encoding="utf-8", errors="replace")
+            path.unlink()
+            if os.path.isabs(target) and _VENV_PYTHON.search(name):
+                report.skipped_links.append(name)
+                continue
+            check_link(dest, path, target, name)
+            os.symlink(target, path)
+            report.links += 1
+        elif stat.S_ISREG(mode) or not stat.S_IFMT(mode):
+            path.chmod(mode & 0o777)  # no setuid/setgid from an archive
+    r.drain()
+
+
+# ---- tar -----------------------------------------------------------------------------------
+
+def _tar_filter(dest: Path, report: ExtractReport):  # type: ignore[no-untyped-def]
+    def keep(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        if member.issym() and os.path.isabs(member.linkname) and _VENV_PYTHON.search(member.name):
+            report.skipped_links.append(member.name)
+            return None
+        safe_member_path(dest, member.name)
+        try:
+            member = tarfile.data_filter(member, path)
+        except tarfile.FilterError as exc:
+            raise UnsafeArchiveError(f"Refused archive member {member.name!r}: {exc}") from exc
+        if member.isfile():
+            report.files += 1
+            report.bytes += member.size
+        elif member.issym():
+            report.links += 1
+        return member
+
+    return keep
+
+
+def _extract_tar(stream: IO[bytes] | ByteQueue, dest: Path, report: ExtractReport,
+                 gz: bool = False) -> None:
+    try:
+        with tarfile.open(fileobj=stream, mode="r|gz" if gz else "r|") as tf:  # type: ignore[call-overload]
+            tf.extractall(dest, filter=_tar_filter(dest, report))
+    except tarfile.ReadError as exc:
+        raise ArchiveError(f"Damaged or truncated tar archive: {exc}") from exc
+
+
+def _extract_piped(codec: str, r: ByteQueue, dest: Path, report: ExtractReport) -> None:
+    tool = shutil.which(codec)
+    if tool is None:
+        raise ArchiveError(f"`{codec}` is needed to unpack .tar.{'zst' if codec == 'zstd' else codec} "
+                           f"packages: install it (apt-get install {codec}) or use a .zip package")
+    proc = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin and proc.stdout and proc.stderr
+    feed_error: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            while chunk := r.read(1 << 20):
+                proc.stdin.write(chunk)  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the extracting thread
+            feed_error.append(exc)
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
+
+    feeder = threading.Thread(target=feed, name=f"{codec}-feed", daemon=True)
+    feeder.start()
+    try:
+        _extract_tar(proc.stdout, dest, report)
+        proc.stdout.read()
+    except BaseException:
+        r.abort()
+        proc.kill()
+        raise
+    finally:
+        feeder.join()
+        rc = proc.wait()
+        err = proc.stderr.read().decode(errors="replace").strip()
+    if feed_error:
+        raise ArchiveError(str(feed_error[0])) from feed_error[0]
+    if rc != 0:
+        raise ArchiveError(f"{codec} failed (exit {rc}): {err or 'damaged archive'}")
+
+
+def extract_stream(fmt: str, r: ByteQueue, dest: Path) -> ExtractReport:
+    """Extract the archive arriving through ``r`` into ``dest`` (blocking; run in a thread).
+    On any error the queue is aborted so the download stops too."""
+    dest = Path(os.path.realpath(dest))
+    dest.mkdir(parents=True, exist_ok=True)
+    report = ExtractReport()
+    try:
+        if fmt == "zip":
+            _extract_zip(r, dest, report)
+        elif fmt == "tar.zst":
+            _extract_piped("zstd", r, dest, report)
+        elif fmt == "tar.lz4":
+            _extract_piped("lz4", r, dest, report)
+        elif fmt in ("tar.gz", "tar"):
+            _extract_tar(r, dest, report, gz=fmt == "tar.gz")
+        else:
+            raise ArchiveError(f"Unsupported package format {fmt!r}")
+    except BaseException:
+        r.abort()
+        raise
+    return report

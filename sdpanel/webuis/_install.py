@@ -1,0 +1,231 @@
+"""Install a WebUI from a package archive, unpacking while it downloads.
+
+The bytes go from aiohttp straight into the extractor thread (``_extract``); nothing is
+saved as a temporary archive. Everything lands in ``<target>.installing``; only when the
+archive was complete and valid, the venv fixed and the marker written is that folder
+renamed to ``<target>``. So an interrupted or refused install never looks installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
+from sdpanel.storage import ensure_free_space
+
+from ._extract import ByteQueue, ExtractReport, detect_format, extract_stream
+from ._relocate import find_venvs, fix_relocated_venv
+
+__all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
+           "installed_info", "staging_dir"]
+
+MARKER = ".sdpanel-installed"
+# Unpacked size / archive size, used for the free-space check when no size is given.
+_RATIO = {"zip": 2.5, "tar.zst": 4.0, "tar.lz4": 3.0, "tar.gz": 3.5, "tar": 1.0}
+_CHUNK = 1 << 20
+
+
+class InstallError(RuntimeError):
+    """An install step failed; the message says which and what to do."""
+
+
+@dataclass
+class InstallResult:
+    webui: str
+    path: str
+    method: str
+    source: str
+    version: str = ""
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def staging_dir(target: Path) -> Path:
+    return target.with_name(target.name + ".installing")
+
+
+def installed_info(webui_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The install marker's content, or None when ``webui_dir`` is not a complete install."""
+    marker = Path(webui_dir) / MARKER
+    try:
+        return dict(json.loads(marker.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _emit(bus: EventBus | None, event: Any) -> None:
+    if bus is not None:
+        bus.publish(event)
+
+
+def _hoist_single_top(staging: Path) -> None:
+    """Packages usually hold one top folder (``ComfyUI/...``): make its content the root."""
+    entries = [p for p in staging.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        top = entries[0]
+        tmp = staging.with_name(staging.name + ".top")
+        top.rename(tmp)
+        staging.rmdir()
+        tmp.rename(staging)
+
+
+def check_target(target: Path, replace: bool) -> None:
+    """Refuse before any download when ``target`` exists and may not be replaced."""
+    if (target.exists() or target.is_symlink()) and not replace:
+        raise InstallError(f"{target} already exists: pass replace=True (CLI: --force) to "
+                           "reinstall over it")
+
+
+def finish_install(staging: Path, target: Path, result: InstallResult, *, replace: bool,
+                   bus: EventBus | None = None) -> InstallResult:
+    """Fix venvs, write the marker, then swap ``staging`` into place (the last step)."""
+    topic = f"webui:{result.webui}"
+    for venv in find_venvs(staging):
+        # Fix at the final path: venv paths are absolute, so point them at ``target``.
+        notes = fix_relocated_venv_at(venv, staging, target)
+        result.notes.extend(notes)
+        for note in notes:
+            _emit(bus, LogEvent(topic=topic, key="install", message=note))
+    result.path = str(target)
+    (staging / MARKER).write_text(json.dumps({**asdict(result), "installed": time.time()}, indent=1),
+                                  encoding="utf-8")
+    old: Path | None = None
+    if target.exists() or target.is_symlink():
+        check_target(target, replace)
+        old = target.with_name(f"{target.name}.old-{int(time.time())}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def fix_relocated_venv_at(venv: Path, staging: Path, target: Path) -> list[str]:
+    """Fix ``venv`` (still in ``staging``) for where it will live after the final rename:
+    fix it in place, then rewrite the staging path to the target path (the target may
+    still hold the old install, so the venv cannot be fixed at its final place)."""
+    notes = fix_relocated_venv(venv)
+    staged, final = str(staging.resolve()), str(target.resolve())
+    cfg = venv / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(staged, final), encoding="utf-8")
+    for script in (venv / "bin").iterdir():
+        if script.is_file() and not script.is_symlink() and script.stat().st_size < 4 << 20:
+            data = script.read_bytes()
+            if staged.encode() in data[:4096]:
+                script.write_bytes(data.replace(staged.encode(), final.encode()))
+    return [n.replace(staged, final) for n in notes]
+
+
+async def install_package(url: str, target: str | os.PathLike[str], *, webui: str = "webui",
+                          version: str = "", headers: dict[str, str] | None = None,
+                          bus: EventBus | None = None, replace: bool = False,
+                          unpacked_size: int | None = None,
+                          session: aiohttp.ClientSession | None = None) -> InstallResult:
+    """Download ``url`` (.zip / .tar.zst / .tar.lz4 / .tar.gz) and unpack it into ``target``
+    while it arrives. ``unpacked_size`` (from a size manifest) sharpens the space check."""
+    from sdpanel.settings import redact
+
+    target = Path(target).expanduser().resolve()
+    check_target(target, replace)
+    staging = staging_dir(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    topic = f"webui:{webui}"
+    shown = redact(url)
+    _emit(bus, StateEvent(topic=topic, key=webui, state="installing", data={"source": shown}))
+    started = time.monotonic()
+    own = session is None
+    sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
+    q = ByteQueue()
+    done_evt = asyncio.get_running_loop().create_future()
+    outcome: dict[str, Any] = {}
+    thread: threading.Thread | None = None
+    try:
+        async with sess.get(url, headers=headers or {}) as resp:
+            if resp.status != 200:
+                raise InstallError(f"Package download failed: HTTP {resp.status} from {shown}")
+            total = resp.content_length
+            first = await resp.content.read(64)
+            fmt = detect_format(url, first)
+            needed = unpacked_size or (int(total * _RATIO[fmt]) if total else 0)
+            if needed:
+                ensure_free_space(target.parent, needed, what=f"unpacking {webui}")
+            loop = asyncio.get_running_loop()
+
+            def work() -> None:
+                try:
+                    outcome["report"] = extract_stream(fmt, q, staging)
+                except BaseException as exc:  # noqa: BLE001 - handed back to the loop
+                    outcome["error"] = exc
+                loop.call_soon_threadsafe(_resolve, done_evt)
+
+            thread = threading.Thread(target=work, name=f"unpack-{webui}", daemon=True)
+            thread.start()
+            done, last, last_done = len(first), time.monotonic(), 0
+            pending = first
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                if pending:
+                    chunk, pending = pending + chunk, b""
+                ok = q.try_put(chunk)  # no thread hop unless the extractor is behind
+                if ok is None:
+                    ok = await asyncio.to_thread(q.put, chunk)
+                if not ok:
+                    break  # the extractor refused the archive: stop downloading
+                done += len(chunk)
+                now = time.monotonic()
+                if now - last >= 0.25:
+                    _emit(bus, ProgressEvent(topic=topic, key="install", done=done, total=total,
+                                             speed=(done - last_done) / (now - last),
+                                             message=f"downloading and unpacking {webui}"))
+                    last, last_done = now, done
+            if pending:
+                await asyncio.to_thread(q.put, pending)
+        short = InstallError(f"Package download ended early ({done} of {total} bytes) from {shown}") \
+            if total is not None and done < total else None
+        q.close(short)
+        await done_evt
+        if "error" in outcome:  # the extractor's own reason (a refused member) comes first
+            raise outcome["error"]
+        if short is not None:
+            raise short
+        report: ExtractReport = outcome["report"]
+        _hoist_single_top(staging)
+        result = InstallResult(webui=webui, path=str(target), method="package", source=shown,
+                               version=version, files=report.files, bytes=report.bytes)
+        if report.skipped_links:
+            result.notes.append(f"venv interpreter links recreated for this machine: {report.skipped_links}")
+        result.seconds = round(time.monotonic() - started, 3)
+        finish_install(staging, target, result, replace=replace, bus=bus)
+        _emit(bus, ProgressEvent(topic=topic, key="install", done=done, total=total, message="installed"))
+        _emit(bus, StateEvent(topic=topic, key=webui, state="installed", data={"path": str(target)}))
+        return result
+    except BaseException as exc:
+        q.close(exc if isinstance(exc, Exception) else None)
+        q.abort()
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 30)
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, aiohttp.ClientError):
+            raise InstallError(f"Package download failed from {shown}: {redact(str(exc))}") from exc
+        if isinstance(exc, Exception):
+            _emit(bus, StateEvent(topic=topic, key=webui, state="failed", data={"error": redact(str(exc))}))
+        raise
+    finally:
+        if own:
+            await sess.close()
