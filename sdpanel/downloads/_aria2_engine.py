@@ -1,0 +1,280 @@
+"""The aria2c engine: one aria2 download (GID) per transfer in the managed daemon.
+
+State changes arrive as WebSocket notifications; progress is polled with ``tellStatus``
+at most twice a second. The GID lives in ``Transfer.state`` so a new kernel re-attaches to
+a download the daemon kept running; when the daemon no longer knows it (it was restarted
+or killed), the same ``out`` is added again and aria2 resumes from its ``.aria2`` control
+file beside the part file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ._aria2 import Aria2Client, Aria2Daemon, Aria2RpcError, Aria2Unavailable
+from ._engine import ProgressFn, SaveStateFn, Transfer, TransferResult
+from ._errors import DownloadError, http_error, unreachable_error
+
+__all__ = ["Aria2Engine", "aria2_error"]
+
+_KEYS = ["gid", "status", "totalLength", "completedLength", "downloadSpeed", "errorCode",
+         "errorMessage", "connections", "files"]
+_STATUS_RE = re.compile(r"status=(\d{3})")
+_MAX_REFRESHES = 3
+_MAX_DAEMON_RESTARTS = 3
+
+
+def aria2_error(code: str | int, message: str, url: str) -> DownloadError:
+    """Map aria2's ``errorCode`` (see the aria2 reference table) to a :class:`DownloadError`."""
+    code = int(code or 1)
+    host = urlsplit(url).hostname or "the server"
+    if code == 22 or code == 3:
+        m = _STATUS_RE.search(message or "")
+        status = int(m.group(1)) if m else (404 if code == 3 else 500)
+        return http_error(status, url, None, {}, "url")
+    if code == 24:
+        return http_error(401, url, None, {}, "url")
+    if code in (2, 5, 6, 19):
+        return unreachable_error(url, None) if code != 5 else DownloadError(
+            "unreachable", f"{host} sent data too slowly: check the connection; it will be retried.")
+    if code == 9:
+        return DownloadError("disk_full", "The disk holding the download is full: free some "
+                             "space (delete unused models or outputs) and resume the download.")
+    if code == 8:
+        return DownloadError("changed_upstream", f"{host} cannot resume this file (no range "
+                             "support or it changed): the download restarts from the beginning.",
+                             retryable=True, resumable=False)
+    if code == 32:
+        return DownloadError("checksum", "aria2 found a checksum mismatch: the file is removed; "
+                             "retry, and if it repeats the source file differs from the listing.")
+    if code == 13:
+        return DownloadError("server_error", "A stale partial file is in the way: it is removed "
+                             "and the download restarts.", retryable=True, resumable=False)
+    low = (message or "").lower()
+    if code == 1 and any(w in low for w in ("establish connection", "connection refused", "timed out",
+                                              "network is unreachable", "name resolution",
+                                              "connection reset", "eof")):
+        return unreachable_error(url, None)
+    if code == 1 and message and "status" in message.lower():
+        m = _STATUS_RE.search(message)
+        if m:
+            return http_error(int(m.group(1)), url, None, {}, "url")
+    return DownloadError("server_error", f"aria2 failed to download from {host} (error "
+                         f"{code}: {message or 'unknown'}); it will be retried.", retryable=True)
+
+
+async def _probe_error(t: Transfer) -> DownloadError | None:
+    """The HTTP error the byte URL answers now (a one-byte ranged GET), if any."""
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+            t.url, headers={**t.headers, "Range": "bytes=0-0"},
+            timeout=aiohttp.ClientTimeout(total=15),
+        ) as resp:
+            if resp.status < 400:
+                return None
+            body = await resp.content.read(4096)
+            return http_error(resp.status, t.url, body, dict(resp.headers), "url")
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        return unreachable_error(t.url, exc)
+
+
+class _StatusPoller:
+    """One ``system.multicall`` of ``tellStatus`` per tick for every running download,
+    instead of one call per download: with many files the kernel sends one small
+    message twice a second. A notification for a GID asks for the next tick now."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._waiting: dict[tuple[Aria2Client, str], list[asyncio.Future[dict[str, Any]]]] = {}
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def status(self, client: Aria2Client, gid: str, now: bool = False) -> dict[str, Any]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault((client, gid), []).append(fut)
+        if now:
+            self._kick.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        while self._waiting:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            self._kick.clear()
+            batch, self._waiting = self._waiting, {}
+            clients = {c for c, _ in batch}
+            for client in clients:
+                keys = [k for k in batch if k[0] is client]
+                try:
+                    results: list[Any] = await client.multicall(
+                        [("aria2.tellStatus", [gid, _KEYS]) for _, gid in keys])
+                except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                    results = [exc] * len(keys)
+                for key, res in zip(keys, results, strict=True):
+                    for fut in batch[key]:
+                        if fut.done():
+                            continue
+                        if isinstance(res, BaseException):
+                            fut.set_exception(res)
+                        else:
+                            fut.set_result(res)
+
+
+class Aria2Engine:
+    name = "aria2"
+
+    def __init__(self, daemon: Aria2Daemon, poll_interval: float = 0.5,
+                 min_split_size: str = "1M") -> None:
+        self.daemon = daemon
+        self.poll_interval = max(0.5, poll_interval)  # ≤ 2 Hz of tellStatus per download
+        self._poller: _StatusPoller | None = None
+        self.min_split_size = min_split_size
+
+    def _options(self, t: Transfer) -> dict[str, Any]:
+        conns = str(max(1, min(16, t.connections)))
+        opts: dict[str, Any] = {
+            "dir": str(t.part_path.parent), "out": t.part_path.name,
+            "split": conns, "max-connection-per-server": conns,
+            "min-split-size": self.min_split_size, "continue": "true",
+            "file-allocation": "none", "allow-overwrite": "false",
+            "auto-file-renaming": "false", "remote-time": "false",
+        }
+        host = urlsplit(t.url).hostname or ""
+        # Headers only for the byte URL's own host; redirects were resolved before us, but
+        # aria2 re-sends `header` on any further redirect, so nothing foreign goes here.
+        if t.headers and host:
+            opts["header"] = [f"{k}: {v}" for k, v in t.headers.items()]
+        return opts
+
+    def _identity(self) -> str:
+        c = self.daemon.client
+        return f"{self.daemon.pid}:{c.port if c else 0}"
+
+    async def _add(self, client: Aria2Client, t: Transfer, save_state: SaveStateFn) -> str:
+        t.part_path.parent.mkdir(parents=True, exist_ok=True)
+        gid = str(await client.call("aria2.addUri", [t.url], self._options(t)))
+        t.state.update(gid=gid, daemon=self._identity())
+        save_state()
+        return gid
+
+    async def _known(self, client: Aria2Client, t: Transfer) -> str | None:
+        """The journal's GID when this daemon still has it, else None."""
+        gid = t.state.get("gid")
+        if not gid or t.state.get("daemon") != self._identity():
+            return None
+        try:
+            st = await client.call("aria2.tellStatus", gid, ["status"])
+        except Aria2RpcError:
+            return None
+        if st.get("status") in ("removed",):
+            return None
+        if st.get("status") == "paused":
+            await client.call("aria2.unpause", gid)
+        return str(gid)
+
+    async def fetch(self, t: Transfer, progress: ProgressFn, save_state: SaveStateFn) -> TransferResult:
+        client = await self.daemon.ensure()
+        if self._poller is None:
+            self._poller = _StatusPoller(self.poll_interval)
+        poller = self._poller
+        gid = await self._known(client, t) or await self._add(client, t, save_state)
+
+        def notify(_method: str, g: str) -> None:
+            # Our GID changed state, or the connection dropped (""): look now, not at the poll.
+            if g in (gid, ""):
+                poller.kick()
+
+        unsub = client.subscribe(notify)
+        refreshes = restarts = 0
+        progressed_since_refresh = False
+        first = True
+        try:
+            while True:
+                try:
+                    st = await poller.status(client, gid, now=first)
+                    first = False
+                except Aria2RpcError:
+                    # The daemon forgot it (restarted): re-add; aria2 resumes from .aria2.
+                    gid = await self._add(client, t, save_state)
+                    continue
+                except Aria2Unavailable:
+                    restarts += 1
+                    if restarts > _MAX_DAEMON_RESTARTS:
+                        raise DownloadError("server_error", "The aria2c daemon keeps dying: "
+                                            "see .sdpanel/logs/aria2.log, or choose the python "
+                                            "engine.", retryable=False, resumable=True) from None
+                    unsub()
+                    client = await self.daemon.ensure()
+                    unsub = client.subscribe(notify)
+                    gid = await self._known(client, t) or await self._add(client, t, save_state)
+                    first = True
+                    continue
+                done = int(st.get("completedLength") or 0)
+                total = int(st.get("totalLength") or 0) or t.size
+                progress(done, total, float(st.get("downloadSpeed") or 0))
+                if done:
+                    progressed_since_refresh = True
+                status = st.get("status")
+                if status == "complete":
+                    with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
+                        await client.call("aria2.removeDownloadResult", gid)
+                    size = t.part_path.stat().st_size
+                    return TransferResult(size=size, sha256=None, content_type=None, filename=None)
+                if status == "error":
+                    err = aria2_error(st.get("errorCode", 1), st.get("errorMessage", ""), t.url)
+                    if str(st.get("errorCode")) == "22" and not _STATUS_RE.search(st.get("errorMessage", "")):
+                        # aria2 often reports only "No URI available": ask the server ourselves.
+                        err = await _probe_error(t) or err
+                    with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
+                        await client.call("aria2.removeDownloadResult", gid)
+                    if (err.status in (400, 403) and t.refresh_url is not None
+                            and refreshes < _MAX_REFRESHES and (progressed_since_refresh or refreshes == 0)):
+                        # A signed storage URL expired mid-way: resolve again, resume same out.
+                        refreshes += 1
+                        progressed_since_refresh = False
+                        t.url, t.headers = await t.refresh_url()
+                        gid = await self._add(client, t, save_state)
+                        continue
+                    t.state.pop("gid", None)
+                    save_state()
+                    raise err
+                if status == "removed":
+                    t.state.pop("gid", None)
+                    raise DownloadError("cancelled", "The download was removed from aria2 "
+                                        "outside sdpanel: retry it to continue.")
+                if status == "paused":
+                    await client.call("aria2.unpause", gid)
+        except asyncio.CancelledError:
+            # Paused or cancelled by the queue: stop aria2 writing. The .aria2 control file
+            # stays so the next fetch resumes where this one stopped.
+            await asyncio.shield(self._stop(client, gid))
+            t.state.pop("gid", None)
+            raise
+        finally:
+            unsub()
+
+    async def _stop(self, client: Aria2Client, gid: str) -> None:
+        with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
+            await client.call("aria2.forceRemove", gid)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                st = await client.call("aria2.tellStatus", gid, ["status"])
+                if st.get("status") in ("removed", "complete", "error"):
+                    break
+                await asyncio.sleep(0.05)
+            await client.call("aria2.removeDownloadResult", gid)
+
+    async def close(self) -> None:
+        await self.daemon.close()

@@ -1,0 +1,117 @@
+"""From a finished ``.part`` file to a model under its real name.
+
+Verification (size, sha256, error pages, safetensors header) and naming belong to
+``_verify`` / ``_naming``; this module orders them: verify the part, pick the final name
+(same name + same hash → already there; same name + other content → a distinct name),
+move it into place without ever overwriting, then write the source sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._engine import TransferResult
+from ._item import DownloadItem
+from ._naming import final_name_for, sanitize_filename
+from ._spec import DownloadSpec
+from ._verify import verify_file
+
+__all__ = ["already_present", "finalize", "remove_part", "sidecar_path", "target_name", "write_sidecar"]
+
+SIDECAR_SUFFIX = {"civitai": ".civitai.json", "huggingface": ".hf.json"}
+
+
+def target_name(spec: DownloadSpec, hint: str | None, current: str) -> str:
+    """The final file name: the API's name, else the storage's Content-Disposition, else
+    what we had (the URL's last segment), sanitised."""
+    return sanitize_filename(spec.filename or hint or current)
+
+
+async def already_present(folder: Path, name: str, sha256: str | None, size: int | None = None) -> Path | None:
+    """The file in ``folder`` named ``name`` (or a numbered variant) that already has the
+    expected hash: nothing to download. Hashing runs in a thread (files are large)."""
+    if not sha256:
+        return None
+    path, present = await asyncio.to_thread(final_name_for, folder, name, sha256, size=size)
+    return path if present else None
+
+
+def remove_part(part: Path) -> None:
+    """Delete a part file and the engines' companions (aria2's control file)."""
+    for p in (part, part.with_name(part.name + ".aria2")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+async def finalize(item: DownloadItem, spec: DownloadSpec, part: Path, result: TransferResult,
+                   folder: Path) -> tuple[Path, str]:
+    """Verify ``part`` and move it to its final name; returns (final path, sha256).
+    Raises DownloadError (the part is then removed or kept per the error) on a bad file."""
+    name = item.name
+    if not spec.filename and result.filename and item.name_guessed:
+        name = sanitize_filename(result.filename)
+    sha = await asyncio.to_thread(verify_file, part, spec.size, spec.sha256, name,
+                                  content_type=result.content_type,
+                                  computed_sha256=result.sha256)
+    size = part.stat().st_size
+    for _ in range(5):  # another download may take the free name between check and link
+        final, same = await asyncio.to_thread(final_name_for, folder, name, sha, size=size)
+        if same:
+            remove_part(part)
+            return final, sha
+        try:
+            _place(part, final)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"could not find a free name for {name} in {folder}")
+    with contextlib.suppress(FileNotFoundError):
+        part.with_name(part.name + ".aria2").unlink()
+    if spec.metadata:
+        meta = dict(spec.metadata)
+        meta["sha256"] = meta.get("sha256") or sha  # the verified hash when the API had none
+        meta.setdefault("source", spec.source)
+        write_sidecar(final, spec.source, meta)
+    return final, sha
+
+
+def _place(part: Path, final: Path) -> None:
+    """Rename without overwriting: a hard link fails if ``final`` appeared meanwhile."""
+    try:
+        os.link(part, final)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # File systems without hard links: the name was just checked free.
+        if final.exists():
+            raise FileExistsError(errno.EEXIST, "target exists", str(final)) from exc
+        os.replace(part, final)
+        return
+    part.unlink()
+
+
+def sidecar_path(final: Path, source: str) -> Path:
+    """``model.safetensors`` → ``model.civitai.json`` (the WebUIs' sidecar convention)."""
+    suffix = SIDECAR_SUFFIX.get(source, f".{source}.json")
+    return final.with_name(final.stem + suffix)
+
+
+def write_sidecar(final: Path, source: str, metadata: dict[str, Any]) -> Path:
+    path = sidecar_path(final, source)
+    fd, tmp = tempfile.mkstemp(prefix=".sidecar-", suffix=".tmp", dir=final.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(metadata, fh, indent=2, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,227 @@
+"""The Python engine's segment map (resume state and work stealing) and its hash cursor.
+
+A file of ``size`` bytes is tiled by segments ``[start, end)``; ``done`` is how far the bytes
+from ``start`` are on disk. The map is what the journal stores, as ``[[start, end, done], ...]``,
+so a crash resumes without refetching done bytes. Only bytes whose write has completed are
+ever counted as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+__all__ = ["HashCursor", "Segment", "SegmentMap", "plan_parts"]
+
+_ALIGN = 64 * 1024
+
+
+@dataclass
+class Segment:
+    start: int
+    end: int
+    done: int
+    owner: int | None = None
+    """The worker fetching it right now."""
+    read_pos: int = 0
+    """How far the owner has read (in memory, maybe not yet on disk): a split goes above it."""
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.end
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.end - max(self.done, self.read_pos))
+
+
+def _key(owner: int | None) -> int:
+    return -1 if owner is None else owner
+
+
+def plan_parts(size: int, connections: int, latency: float, min_part: int,
+               hash_rate: float = 500e6) -> int:
+    """How many segments a fresh download starts with: ``connections`` × rounds.
+
+    Segments are taken lowest offset first, so with several rounds the contiguous prefix
+    grows while the download runs and the hash cursor follows it; only about the last
+    round is left to hash at the end. Each extra round costs one first-byte ``latency`` per
+    connection, each round fewer leaves ``size / rounds`` bytes more to hash afterwards:
+    ``rounds = sqrt(size / (hash_rate * latency))`` balances the two."""
+    connections = max(1, connections)
+    rounds = round((size / (hash_rate * min(1.0, max(0.005, latency)))) ** 0.5)
+    most = max(1, size // (connections * max(1, min_part)))
+    return connections * max(1, min(rounds, most, 64))
+
+
+class SegmentMap:
+    def __init__(self, size: int, segments: list[Segment]) -> None:
+        self.size = size
+        self.segments = sorted(segments, key=lambda s: s.start)
+        self.splits = 0
+
+    @classmethod
+    def fresh(cls, size: int, parts: int, min_part: int) -> SegmentMap:
+        parts = max(1, min(parts, size // max(1, min_part)))
+        step = -(-size // parts)
+        bounds = [min(size, i * step) for i in range(parts + 1)]
+        return cls(size, [Segment(a, b, a) for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
+
+    @classmethod
+    def from_state(cls, size: int, raw: object) -> SegmentMap | None:
+        """Rebuild a saved map; None when it does not tile ``[0, size)`` exactly (corrupt or
+        from another file) — the caller then starts afresh rather than trusting it."""
+        if not isinstance(raw, list):
+            return None
+        segs: list[Segment] = []
+        try:
+            for item in raw:
+                a, b, d = (int(x) for x in item)
+                if not (0 <= a <= d <= b <= size):
+                    return None
+                segs.append(Segment(a, b, d))
+        except (TypeError, ValueError):
+            return None
+        segs.sort(key=lambda s: s.start)
+        pos = 0
+        for s in segs:
+            if s.start != pos:
+                return None
+            pos = s.end
+        if pos != size:
+            return None
+        return cls(size, segs)
+
+    def to_state(self) -> list[list[int]]:
+        return [[s.start, s.end, s.done] for s in self.segments]
+
+    def done_bytes(self) -> int:
+        return sum(s.done - s.start for s in self.segments)
+
+    def complete(self) -> bool:
+        return all(s.finished for s in self.segments)
+
+    def prefix(self) -> int:
+        """End of the contiguous done bytes from offset 0 (what the hash cursor may read)."""
+        pos = 0
+        for s in self.segments:
+            if s.start != pos:
+                break
+            pos = s.done
+            if not s.finished:
+                break
+        return pos
+
+    def take_unowned(self, worker: int, from_end: bool = False) -> Segment | None:
+        """The first unassigned range in file order (so the hashed prefix keeps growing);
+        ``from_end`` for a slow connection, whose range would otherwise hold it back."""
+        for s in reversed(self.segments) if from_end else self.segments:
+            if s.owner is None and not s.finished:
+                s.owner = worker
+                s.read_pos = s.done
+                return s
+        return None
+
+    def steal(
+        self,
+        worker: int,
+        speeds: dict[int, float],
+        latency: float,
+        min_piece: int,
+        balanced: bool = True,
+        horizon: float | None = None,
+    ) -> Segment | None:
+        """Work stealing: take the far part of the range expected to finish last.
+
+        With ``balanced`` the split point is where both sides should finish together given
+        their measured speeds and the first-byte latency the stealer pays; for equal speeds
+        and no latency this is the middle. Without speeds (or ``balanced=False``) it is the
+        middle. With ``horizon`` (the seconds the whole rest of the download should take)
+        only a range that would end well after it qualifies — stolen early, while unassigned
+        ranges remain — and its owner keeps what it can fetch by then. Returns the new
+        segment, owned by ``worker``, or None when nothing is worth splitting."""
+        known = [v for v in speeds.values() if v > 0]
+        if horizon is not None and not known:
+            return None
+        default = sorted(known)[len(known) // 2] if known else 1.0
+        u = speeds.get(worker) or default
+
+        def eta(s: Segment) -> float:
+            return s.remaining / (speeds.get(_key(s.owner)) or default)
+
+        cands = [s for s in self.segments
+                 if s.owner is not None and s.owner != worker and s.remaining >= 2 * min_piece]
+        if horizon is not None:
+            cands = [s for s in cands if eta(s) > 1.5 * horizon + 2 * latency]
+        if not cands:
+            return None
+        victim = max(cands, key=eta)
+        base = max(victim.done, victim.read_pos)
+        rem = victim.end - base
+        v = speeds.get(_key(victim.owner)) or default
+        if horizon is not None:
+            keep = v * horizon
+        elif balanced and known:
+            # the owner keeps x bytes where x / v == latency + (rem - x) / u
+            keep = (latency + rem / u) / (1 / v + 1 / u)
+        else:
+            keep = rem / 2
+        keep = max(float(_ALIGN), keep)  # the owner may keep little; the stolen part must be worth a request
+        if rem - keep < min_piece:
+            return None
+        mid = base + int(keep)
+        if rem > 4 * _ALIGN:
+            mid = min(victim.end - min_piece, -(-mid // _ALIGN) * _ALIGN)
+        if mid <= base or mid >= victim.end:
+            return None
+        new = Segment(mid, victim.end, mid, owner=worker, read_pos=mid)
+        victim.end = mid
+        self.segments.insert(self.segments.index(victim) + 1, new)
+        self.splits += 1
+        return new
+
+
+class HashCursor:
+    """SHA-256 of the part file, advanced over the contiguous done prefix while the rest is
+    still downloading, so completion needs no second pass over most of the file."""
+
+    def __init__(self, fd: int, executor: Executor, block: int = 4 << 20) -> None:
+        self.fd = fd
+        self.pos = 0
+        self._h = hashlib.sha256()
+        self._executor = executor
+        self._block = block
+        self._lock = asyncio.Lock()
+        self._fut: asyncio.Future[None] | None = None
+
+    def _hash(self, end: int) -> None:
+        while self.pos < end:
+            data = os.pread(self.fd, min(self._block, end - self.pos), self.pos)
+            if not data:
+                raise OSError(f"part file shorter than expected at {self.pos}")
+            self._h.update(data)  # releases the GIL for large buffers
+            self.pos += len(data)
+
+    async def advance(self, end: int) -> None:
+        # One hashing thread at a time, even when a caller was cancelled mid-way (the
+        # thread keeps running; the next caller waits for it before going on).
+        async with self._lock:
+            if self._fut is not None and not self._fut.done():
+                await asyncio.shield(self._fut)
+            if end > self.pos:
+                loop = asyncio.get_running_loop()
+                self._fut = loop.run_in_executor(self._executor, self._hash, end)
+                await asyncio.shield(self._fut)
+
+    async def idle(self) -> None:
+        """Wait for a hashing thread left running by a cancelled caller (before the fd
+        it reads is closed)."""
+        fut = self._fut
+        if fut is not None and not fut.done():
+            await asyncio.gather(asyncio.shield(fut), return_exceptions=True)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
