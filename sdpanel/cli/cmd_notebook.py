@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from sdpanel.notebook import check_notebook, write_notebook
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -21,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # nbformat pulls in jsonschema (~1 s): import it only for this verb, not on every CLI start.
+    from sdpanel.notebook import check_notebook, write_notebook
+
     if args.check:
         difference = check_notebook(args.output)
         if difference is None:
