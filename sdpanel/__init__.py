@@ -24,10 +24,16 @@ if TYPE_CHECKING:
 # and the server extension (no anywidget/ipykernel import there).
 _LAZY = {
     "Panel": "sdpanel.panels",
+    "agenerate": "sdpanel.generate",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "generate":
+        # The sub-package is itself callable: sdpanel.generate("a cat", checkpoint=...).
+        import importlib
+
+        return importlib.import_module("sdpanel.generate")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sdpanel' has no attribute {name!r}")
@@ -36,4 +42,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["Panel", "__version__", "get_runtime"]
+__all__ = ["Panel", "__version__", "agenerate", "generate", "get_runtime"]

@@ -1,0 +1,152 @@
+"""A1111 / Forge / ReForge backend (``--api``): one blocking ``/sdapi/v1/txt2img`` or
+``img2img`` call, with ``/sdapi/v1/progress`` polled beside it for steps and previews."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sdpanel.settings import redact
+
+from ._backend import Reporter, guarded
+from ._jobs import BackendError, Job, JobCancelled, JobRequest
+from ._validate import samplers, schedulers
+
+
+class A1111Backend:
+    flavour = "a1111"
+
+    def __init__(self, url: str, name: str | None = None, poll_interval: float = 0.5,
+                 timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.name = name or f"a1111@{self.url.split('://', 1)[-1]}"
+        self.poll_interval, self.timeout = poll_interval, timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def ping(self) -> bool:
+        try:
+            s = await self.session()
+            async with s.get(f"{self.url}/internal/ping", timeout=aiohttp.ClientTimeout(total=5)) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def interrupt(self) -> None:
+        s = await self.session()
+        async with s.post(f"{self.url}/sdapi/v1/interrupt") as r:
+            r.raise_for_status()
+
+    async def run(self, job: Job, report: Reporter) -> list[bytes]:
+        return await guarded(self.flavour, self.url, lambda: self._run(job, report))
+
+    async def _run(self, job: Job, report: Reporter) -> list[bytes]:
+        req = job.request
+        s = await self.session()
+        endpoint = "txt2img" if req.mode == "txt2img" else "img2img"
+        call = asyncio.ensure_future(self._post(s, endpoint, payload(req, job.seed)))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=self.poll_interval)
+                if done:
+                    break
+                await self._poll(s, report)
+        finally:
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await call
+        body = call.result()
+        if job.cancel_requested.is_set():
+            raise JobCancelled()  # an interrupted A1111 still answers with what it had
+        want = req.batch_size * req.batch_count
+        try:
+            # Extra images (masks, ControlNet maps) come after the generated ones.
+            return [base64.b64decode(b64.split(",", 1)[-1]) for b64 in body.get("images", [])[:want]]
+        except (binascii.Error, ValueError, AttributeError):
+            raise BackendError("A1111 answered with images that are not base64") from None
+
+    async def _post(self, s: aiohttp.ClientSession, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
+        async with s.post(f"{self.url}/sdapi/v1/{endpoint}", json=data) as r:
+            body = await r.json(content_type=None)
+            if r.status != 200:
+                raise BackendError(f"A1111 refused the job (HTTP {r.status}): {api_error(body)}")
+        if not isinstance(body, dict) or not body.get("images"):
+            raise BackendError("A1111 finished without images")
+        return body
+
+    async def _poll(self, s: aiohttp.ClientSession, report: Reporter) -> None:
+        try:
+            async with s.get(f"{self.url}/sdapi/v1/progress",
+                             params={"skip_current_image": "false"},
+                             timeout=aiohttp.ClientTimeout(total=max(2.0, self.poll_interval * 4))) as r:
+                if r.status != 200:
+                    return
+                data = await r.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return  # the main call reports a dead server; a missed poll is harmless
+        state = data.get("state") or {}
+        steps = int(state.get("sampling_steps") or 0)
+        if steps:
+            # A1111's own step count (img2img runs steps x denoise), over every batch.
+            jobs = max(1, int(state.get("job_count") or 1))
+            step = int(state.get("job_no") or 0) * steps + int(state.get("sampling_step") or 0)
+            report.progress(min(step, steps * jobs), steps * jobs)
+        image = data.get("current_image")
+        if image:
+            with contextlib.suppress(binascii.Error, ValueError):
+                report.preview(base64.b64decode(image), "image/png")
+
+
+def payload(req: JobRequest, seed: int) -> dict[str, Any]:
+    """The ``/sdapi/v1`` request body for ``req`` (LoRAs as ``<lora:name:weight>`` tags)."""
+    prompt = req.prompt + "".join(f" <lora:{Path(lo.name).stem}:{lo.weight:g}>" for lo in req.loras)
+    settings: dict[str, Any] = {"sd_model_checkpoint": req.checkpoint}
+    if req.vae:
+        settings["sd_vae"] = req.vae
+    data: dict[str, Any] = {
+        "prompt": prompt, "negative_prompt": req.negative_prompt, "seed": seed,
+        "sampler_name": samplers()[req.sampler], "scheduler": schedulers()[req.scheduler],
+        "steps": req.steps, "cfg_scale": req.cfg, "width": req.width, "height": req.height,
+        "batch_size": req.batch_size, "n_iter": req.batch_count,
+        "override_settings": settings, "send_images": True, "save_images": False,
+    }
+    if req.mode != "txt2img":
+        assert req.init_image is not None
+        data.update(init_images=[base64.b64encode(req.init_image).decode()],
+                    denoising_strength=req.denoise, resize_mode=0)
+    if req.mode == "inpaint":
+        assert req.mask is not None
+        data.update(mask=base64.b64encode(req.mask).decode(), mask_blur=req.mask_blur,
+                    inpainting_fill=1,  # 1 = start from the original pixels
+                    inpaint_full_res=req.inpaint_area == "only_masked",
+                    inpaint_full_res_padding=req.only_masked_padding, inpainting_mask_invert=0)
+    return data
+
+
+def api_error(body: Any) -> str:
+    """One line from an A1111 error body (FastAPI 422 ``detail`` list or 500 ``errors``)."""
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, list):
+            return redact("; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}"
+                                    for d in detail if isinstance(d, dict)))
+        for key in ("errors", "error", "detail"):
+            if body.get(key):
+                return redact(str(body[key]))[:500]
+    return redact(str(body))[:500]

@@ -1,0 +1,126 @@
+"""The generation service of a process: one :class:`JobQueue` per storage root on the
+runtime's loop, fed with backends found among the running WebUIs or given explicitly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sdpanel.runtime import Runtime, get_runtime
+from sdpanel.storage import StorageRoot
+
+from ._a1111 import A1111Backend
+from ._backend import Backend
+from ._comfyui import ComfyUIBackend
+from ._jobs import Job, JobRequest
+from ._queue import JobQueue
+from ._validate import validate_request
+
+FLAVOURS = ("comfyui", "a1111")
+
+
+def make_backend(url: str, flavour: str, name: str | None = None) -> Backend:
+    if flavour == "comfyui":
+        return ComfyUIBackend(url, name)
+    if flavour in ("a1111", "forge"):
+        return A1111Backend(url, name)
+    raise ValueError(f"unknown backend flavour {flavour!r}: use comfyui or a1111 (A1111, Forge, "
+                     "ReForge, SD.Next all speak the a1111 API)")
+
+
+def flavour_of(webui: str) -> str:
+    return "comfyui" if webui.lower().startswith("comfy") else "a1111"
+
+
+def discover_backends(storage: StorageRoot) -> list[Backend]:
+    """Backends for the WebUIs recorded in ``<storage>/.sdpanel/pids/webui-*.json`` whose
+    process is still alive (the process manager's records; a reused pid does not count)."""
+    from sdpanel.webuis import read_records  # late: the process manager imports a lot
+
+    found: list[Backend] = []
+    for rec in read_records(storage):
+        try:
+            port = int(rec["port"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not rec.get("alive"):
+            continue
+        name = str(rec.get("name") or "webui")
+        flavour = str(rec.get("flavour") or flavour_of(name))
+        found.append(make_backend(f"http://127.0.0.1:{port}", flavour, f"{name}:{port}"))
+    return found
+
+
+class GenerateService:
+    def __init__(self, storage: StorageRoot, runtime: Runtime | None = None, max_queued: int = 64,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.runtime = runtime or get_runtime()
+        self.storage = storage
+        self.queue = JobQueue(self.runtime.bus, storage, loop or self.runtime.loop, max_queued=max_queued)
+        self._discovered: set[str] = set()
+
+    def refresh_backends(self) -> list[Backend]:
+        """Follow the running WebUIs: add ones started since the last look, drop the ones
+        that stopped (explicitly configured backends stay)."""
+        found = {b.name: b for b in discover_backends(self.storage)}
+        known = {b.name for b in self.queue.backends}
+        for name, backend in found.items():
+            if name not in known:
+                self.queue.add_backend(backend)
+        for name in self._discovered - set(found):
+            self.queue.remove_backend(name)
+        self._discovered = set(found)
+        return self.queue.backends
+
+    def use_backend(self, url: str, flavour: str) -> Backend:
+        """An explicitly configured backend (a WebUI sdpanel did not start)."""
+        backend = make_backend(url, flavour)
+        for existing in self.queue.backends:
+            if existing.name == backend.name:
+                return existing
+        self.queue.add_backend(backend)
+        return backend
+
+    def validate(self, data: Mapping[str, Any]) -> JobRequest:
+        return validate_request(data, self.storage)
+
+    def submit(self, data: Mapping[str, Any] | JobRequest) -> Job:
+        """Validate (raises ValidationError with every bad field) and queue."""
+        request = data if isinstance(data, JobRequest) else self.validate(data)
+        if not self.queue.backends:
+            self.refresh_backends()
+        return self.queue.submit(request)
+
+
+def default_storage() -> StorageRoot:
+    from sdpanel.settings import load_settings
+
+    settings = load_settings()
+    if settings.storage:
+        return StorageRoot.at(settings.storage)
+    from sdpanel.platforms import detect_platform
+
+    return StorageRoot.at(detect_platform().storage_root)
+
+
+def get_service(storage: str | os.PathLike[str] | StorageRoot | None = None) -> GenerateService:
+    """The process's service for ``storage`` (default: the configured store)."""
+    root = storage if isinstance(storage, StorageRoot) else (
+        StorageRoot.at(storage) if storage is not None else default_storage())
+    rt = get_runtime()
+    loop = rt.loop  # read before service(): the factory runs under the runtime's lock
+    return rt.service(f"generate:{root.path}", lambda: GenerateService(root, rt, loop=loop))
+
+
+def read_image_arg(value: Any) -> Any:
+    """Python / CLI convenience: a Path (or a str naming an existing file) → its bytes."""
+    if isinstance(value, Path):
+        return value.read_bytes()
+    if isinstance(value, str) and not value.startswith("data:") and len(value) < 4096:
+        path = Path(value).expanduser()
+        if path.is_file():
+            return path.read_bytes()
+    return value
