@@ -145,3 +145,20 @@ def test_show_in_sidebar_mounts_live_view(page: Any, lab_server: LabServer) -> N
     live.wait_for(state="detached")
     page.wait_for_function(
         "() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .sdp-sidebar-btn')?.textContent === 'Show in sidebar'")
+
+
+def test_toast_from_python_shows_in_the_view(page: Any, lab_server: LabServer) -> None:
+    """A one-off cue from Python (panel.toast) shows as a toast in the view and goes away
+    on its own. Regression: toasts were keyed by the model object, which differs between
+    anywidget's initialize() and render(), so none ever showed."""
+    # The cue is sent from a timer thread a few seconds after the view exists.
+    root = _show_panel(page, lab_server, "toast.ipynb", extra=(
+        "\nimport threading\n"
+        "threading.Timer(4, lambda: p.toast('hello from python', level='info')).start()"))
+    toast = root.locator(".sdp-toast", has_text="hello from python")
+    try:
+        toast.wait_for(state="visible", timeout=15_000)
+    except Exception:
+        raise AssertionError(f"no toast; console: {page.sdp_console}; toasts: {page.locator('.sdp-toast').count()}; errors: {cell_errors(page)}") from None
+    screenshot(root, "panel-toast.png")
+    toast.wait_for(state="detached", timeout=15_000)

@@ -1,7 +1,7 @@
 // anywidget entry of sdpanel.Panel. initialize() runs once per model: model-wide listeners
 // (sidebar hosting, one-off cues) live there; render() runs once per view.
 import type { Initialize, Render } from "@anywidget/types";
-import { renderShell, toastTargets } from "./shell";
+import { renderShell } from "./shell";
 import { TAB_MODULES } from "./tabs";
 import type { PanelModel, ShellTraits } from "./types";
 import "./styles.css";
@@ -27,12 +27,7 @@ const initialize: Initialize<ShellTraits> = ({ model }) => {
       u();
     }
   };
-  const onMsg = (msg: { cue?: string; level?: string; message?: string }) => {
-    if (msg?.cue !== "toast") return;
-    for (const t of toastTargets.get(model as PanelModel) ?? []) t(msg.level ?? "info", msg.message ?? "");
-  };
   model.on("change:in_sidebar", syncSidebar);
-  model.on("msg:custom", onMsg);
   // Tabs' model-wide hooks (once per model, however many views): e.g. the Downloads sound cues.
   const tabCleanups = Object.values(TAB_MODULES).map((t) => t.initialize?.(model as PanelModel));
   syncSidebar();
@@ -42,7 +37,6 @@ const initialize: Initialize<ShellTraits> = ({ model }) => {
   return () => {
     window.clearTimeout(retry);
     model.off("change:in_sidebar", syncSidebar);
-    model.off("msg:custom", onMsg);
     for (const c of tabCleanups) c?.();
     const u = unmount;
     unmount = null;

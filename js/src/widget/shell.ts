@@ -6,8 +6,6 @@ import { h } from "./dom";
 import { TAB_MODULES } from "./tabs";
 import type { PanelModel } from "./types";
 
-/** Per-model hooks that views register so that one-off cues (toasts) reach every view. */
-export const toastTargets = new WeakMap<PanelModel, Set<(level: string, text: string) => void>>();
 
 export function renderShell(model: PanelModel, el: HTMLElement, where: "cell" | "sidebar"): () => void {
   const root = h("div", { class: `sdpanel-root sdp-${where}` });
@@ -96,9 +94,13 @@ export function renderShell(model: PanelModel, el: HTMLElement, where: "cell" | 
     toasts.append(t);
     setTimeout(() => t.remove(), 6000);
   };
-  let targets = toastTargets.get(model);
-  if (!targets) toastTargets.set(model, (targets = new Set()));
-  targets.add(toast);
+  // Toasts are per view: anywidget hands initialize() and each render() a different model
+  // proxy, so a map keyed by the model object never matched. A toast sent while no view
+  // exists is meaningless anyway (sound cues, which must play once, live in initialize()).
+  const onToast = (msg: { cue?: string; level?: string; message?: string }) => {
+    if (msg?.cue === "toast") toast(msg.level ?? "info", msg.message ?? "");
+  };
+  model.on("msg:custom", onToast);
 
   drawHeader();
   drawSystem();
@@ -117,7 +119,7 @@ export function renderShell(model: PanelModel, el: HTMLElement, where: "cell" | 
   return () => {
     clearTimeout(late);
     for (const [ev, fn] of listeners) model.off(ev, fn);
-    targets?.delete(toast);
+    model.off("msg:custom", onToast);
     unmountTab?.();
     root.remove();
   };
