@@ -367,7 +367,7 @@ class _Job:
         while True:
             # 1. a range that would still run when everything else is done (a slow
             # connection's), 2. the next unassigned range in file order, 3. the tail.
-            horizon = self._horizon() if eng.balanced else None
+            horizon = self._horizon() if eng.balanced and self.map.has_unowned() else None
             seg = (horizon is not None and self.map.steal(
                 wid, self.speeds, self.latency, eng.min_piece, horizon=horizon)) or \
                 self.map.take_unowned(wid, from_end=self._slow(wid)) or \

@@ -115,6 +115,9 @@ class SegmentMap:
                 break
         return pos
 
+    def has_unowned(self) -> bool:
+        return any(s.owner is None and not s.finished for s in self.segments)
+
     def take_unowned(self, worker: int, from_end: bool = False) -> Segment | None:
         """The first unassigned range in file order (so the hashed prefix keeps growing);
         ``from_end`` for a slow connection, whose range would otherwise hold it back."""
@@ -141,7 +144,8 @@ class SegmentMap:
         and no latency this is the middle. Without speeds (or ``balanced=False``) it is the
         middle. With ``horizon`` (the seconds the whole rest of the download should take)
         only a range that would end well after it qualifies — stolen early, while unassigned
-        ranges remain — and its owner keeps what it can fetch by then. Returns the new
+        ranges remain — and its (clearly slow) owner keeps what it can fetch by then.
+        Returns the new
         segment, owned by ``worker``, or None when nothing is worth splitting."""
         known = [v for v in speeds.values() if v > 0]
         if horizon is not None and not known:
@@ -155,7 +159,10 @@ class SegmentMap:
         cands = [s for s in self.segments
                  if s.owner is not None and s.owner != worker and s.remaining >= 2 * min_piece]
         if horizon is not None:
-            cands = [s for s in cands if eta(s) > 1.5 * horizon + 2 * latency]
+            # Only clearly slow owners: splitting fast ones on noisy speeds just churns
+            # connections.
+            cands = [s for s in cands if eta(s) > 1.5 * horizon + 2 * latency
+                     and (speeds.get(_key(s.owner)) or default) < 0.5 * default]
         if not cands:
             return None
         victim = max(cands, key=eta)
@@ -163,7 +170,7 @@ class SegmentMap:
         rem = victim.end - base
         v = speeds.get(_key(victim.owner)) or default
         if horizon is not None:
-            keep = v * horizon
+            keep = v * horizon  # what the slow owner can still fetch by the expected end
         elif balanced and known:
             # the owner keeps x bytes where x / v == latency + (rem - x) / u
             keep = (latency + rem / u) / (1 / v + 1 / u)
