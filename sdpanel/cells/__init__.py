@@ -2,12 +2,14 @@
 the CLI, the REST API and the panels share it."""
 
 from ._download import DownloadCellError, download, download_summary
+from ._launch import LaunchCellError, launch
 from ._settings_cell import current_settings, is_headless, param_fields, params_from, settings
 from ._setup import SetupReport, ToolCheck, ensure_aria2c, prepare, setup
 from ._storage import storage, storage_service, store_paths
 
 __all__ = [
     "DownloadCellError",
+    "LaunchCellError",
     "SetupReport",
     "ToolCheck",
     "current_settings",
@@ -15,6 +17,7 @@ __all__ = [
     "download_summary",
     "ensure_aria2c",
     "is_headless",
+    "launch",
     "param_fields",
     "prepare",
     "params_from",

@@ -5,6 +5,8 @@ Feature packages add their tab with :func:`register_tab` and a front end in
 """
 
 from . import _downloads_tab as _downloads_tab  # registers the Downloads tab
+from . import _generate_tab as _generate_tab  # registers the Generate tab
+from . import _launch_tab as _launch_tab  # registers the Launch tab
 from . import _models_tab as _models_tab  # registers the Models tab
 from . import _settings_tab as _settings_tab  # registers the Settings tab
 from . import _storage_tab as _storage_tab  # registers the Storage tab

@@ -68,6 +68,8 @@ class Settings:
     launch_args: str = field(default="", metadata=_meta("Extra WebUI command-line arguments"))
     webui_port: int = field(default=0, metadata=_meta(
         "Port of the WebUI (0: pick a free one)", param=False, minimum=0))
+    launch: bool = field(default=False, metadata=_meta(
+        "Launch cell: install the WebUI when missing and start it (off: only show the Launch tab)"))
     keep_alive: bool = field(default=False, metadata=_meta(
         "Keep the Launch cell running while the WebUI is up (hosted notebooks idle out)"))
     audio_muted: bool = field(default=False, metadata=_meta("Mute the sound cues"))

@@ -1,0 +1,151 @@
+"""Cell 3, Download: the selection of cell 2 (``MODEL_PRESETS`` + ``MODEL_LINKS``) resolved
+through :mod:`sdpanel.sources` into download specs and queued on the process's one download
+queue (the one the Panel's Downloads tab shows).
+
+Interactive, the cell returns at once and shows the Panel on its Downloads tab; a link that
+does not resolve shows there as a notice. Headless (papermill), it blocks until every file
+is finished, prints one line per file (name, size, state, verified sha256 prefix, or the
+reason it failed) and, if any failed, ends with one clean sentence instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._settings_cell import current_settings, is_headless
+
+__all__ = ["DownloadCellError", "download", "download_summary"]
+
+
+class DownloadCellError(RuntimeError):
+    """Some files were not downloaded. IPython shows only the message (no traceback: the
+    summary above it already says which file and why)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"DownloadCellError: {self}"]
+
+
+Selection = list[tuple[str, str]]  # ("preset" | "link", id or pasted text)
+
+
+def selection(settings: Any) -> Selection:
+    return [("preset", p) for p in settings.model_presets] + [("link", u) for u in settings.model_links]
+
+
+async def resolve_selection(chosen: Selection, settings: Any, root: Any) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Download specs for the selection, and ``(what, why)`` for entries that did not resolve."""
+    from sdpanel.settings import redact
+    from sdpanel.sources import ResolveContext, SourceError, preset_spec, resolve_link
+
+    ctx = ResolveContext.from_settings(settings, storage_root=root.path)
+    specs: list[Any] = []
+    problems: list[tuple[str, str]] = []
+    try:
+        for how, text in chosen:
+            try:
+                specs.append(preset_spec(text, ctx) if how == "preset" else await resolve_link(text, ctx))
+            except (SourceError, ValueError, KeyError) as exc:
+                problems.append((redact(text)[:120], redact(str(exc)) or type(exc).__name__))
+    finally:
+        await ctx.aclose()
+    return specs, problems
+
+
+def download_summary(items: list[dict[str, Any]], problems: Sequence[tuple[str, str]] = ()) -> str:
+    """One line per file: state, name, size, then ``sha256 <prefix>`` (verified) or the reason."""
+    from sdpanel.settings import redact
+    from sdpanel.storage import human_bytes
+
+    width = max([len(i["name"]) for i in items] + [len(w) for w, _ in problems] + [10])
+    width = min(width, 60)
+    lines = []
+    for i in items:
+        size = human_bytes(i["total"]) if i.get("total") else "?"
+        if i["state"] == "done":
+            tail = f"sha256 {i['sha256'][:12]}…" if i.get("sha256") else "(no hash)"
+        else:
+            tail = i.get("error") or f"ended {i['state']}"
+        lines.append(f"  {i['state']:<9} {i['name']:<{width}}  {size:>9}  {tail}")
+    for what, why in problems:
+        lines.append(f"  {'failed':<9} {what:<{width}}  {'?':>9}  not queued: {why}")
+    done = sum(1 for i in items if i["state"] == "done")
+    total = len(items) + len(problems)
+    head = f"Downloads: {done} of {total} file{'s' if total != 1 else ''} downloaded and verified"
+    return redact("\n".join([head, *lines]))
+
+
+def download(**params: Any) -> list[dict[str, Any]] | None:
+    """Cell 3. Interactive: queue the selection and show the Panel on the Downloads tab.
+    Headless: block until done, print the per-file summary and return the items; raise
+    :class:`DownloadCellError` (one sentence) if any file failed."""
+    from sdpanel.downloads import shared_queue
+    from sdpanel.platforms import detect_platform
+    from sdpanel.runtime import get_runtime
+    from sdpanel.storage import StorageRoot
+
+    settings = current_settings(**params)
+    chosen = selection(settings)
+    if not chosen:
+        print("Downloads: nothing selected (set MODEL_PRESETS or MODEL_LINKS in the Settings cell, "
+              "or pick models in the Panel's Models tab).")
+        return None
+    root = StorageRoot.at(settings.storage or detect_platform().storage_root).ensure()
+    rt = get_runtime()
+    queue = shared_queue(root, runtime=rt, settings=settings)
+    if not is_headless():
+        rt.submit(_queue_in_background(queue, chosen, settings, root), name="download-cell", topic="downloads")
+        _show_panel()
+        return None
+
+    print(f"Downloads: resolving {len(chosen)} selected model{'s' if len(chosen) != 1 else ''} "
+          f"into {root.path} …", flush=True)
+    try:
+        specs, problems = rt.submit(resolve_selection(chosen, settings, root), name="download-cell-resolve",
+                                    topic="downloads").wait()
+        items = rt.submit(_add_and_wait(queue, specs), name="download-cell", topic="downloads").wait()
+    except Exception as exc:  # noqa: BLE001 - e.g. the journal is busy: one clean sentence
+        from sdpanel.settings import redact
+
+        raise DownloadCellError(redact(str(exc)) or type(exc).__name__) from None
+    print(download_summary(items, problems))
+    failed = [i["name"] for i in items if i["state"] != "done"] + [w for w, _ in problems]
+    if failed:
+        names = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise DownloadCellError(f"{len(failed)} of {len(items) + len(problems)} downloads failed ({names}); "
+                                "the reasons are listed above.")
+    return items
+
+
+async def _add_and_wait(queue: Any, specs: list[Any]) -> list[dict[str, Any]]:
+    if not specs:
+        return []
+    ids = await queue.add(specs)
+    # A twin left paused by an earlier session would never finish here: resume it.
+    for item in queue.items():
+        if item["id"] in ids and item["state"] == "paused":
+            await queue.resume(item["id"])
+    return list(await queue.wait(ids))
+
+
+async def _queue_in_background(queue: Any, chosen: Selection, settings: Any, root: Any) -> None:
+    from sdpanel.runtime import ErrorEvent
+
+    specs, problems = await resolve_selection(chosen, settings, root)
+    if specs:
+        await queue.add(specs)
+    for what, why in problems:
+        # Shown on the Downloads tab as a notice (it belongs to no row).
+        queue.bus.publish(ErrorEvent(topic="downloads", key=f"resolve:{what}",
+                                     message=f"{what}: not queued. {why}", error_type="resolve"))
+
+
+def _show_panel() -> None:
+    from IPython.display import display
+
+    from sdpanel.panels import Panel
+
+    panel = Panel()
+    # The cell's purpose is this tab; the browser owns the choice from here on.
+    panel.active_tab = "downloads"
+    display(panel)
