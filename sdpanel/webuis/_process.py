@@ -204,6 +204,26 @@ class WebUIProcess:
             self._follower = None
 
 
+def _listens_on(pid: int | None, port: int | None) -> bool:
+    """True unless we can see that the listener on ``port`` is NOT ``pid`` or one of its
+    children: another program may grab the port between our spawn and the probe, and its
+    answer must not make our WebUI look ready. Unknown (no permission) counts as ours."""
+    if pid is None or port is None:
+        return True
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+        for p in tree:
+            conns = p.net_connections(kind="inet") if hasattr(p, "net_connections") else p.connections(kind="inet")
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
+                return True
+    except (psutil.AccessDenied, psutil.ZombieProcess):
+        return True
+    except psutil.NoSuchProcess:
+        return False
+    return False
+
+
 async def probe(url: str, timeout: float = 3.0) -> bool:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s, \
@@ -332,7 +352,7 @@ class ProcessManager:
             if rc is not False:
                 proc.read_new_log()
                 raise WebUICrashed(proc.name, rc if isinstance(rc, int) else None, proc.tail(40))
-            if await probe(url, timeout=min(3.0, spec.ready_timeout)):
+            if await probe(url, timeout=min(3.0, spec.ready_timeout)) and _listens_on(proc.pid, proc.port):
                 proc.set_state("ready")
                 for cb in self.on_ready:
                     cb(proc)

@@ -117,6 +117,36 @@ async def test_port_in_use_takes_next_free(tmp_path: Path, manager: ProcessManag
         await manager.stop("comfyui")
 
 
+async def test_foreign_listener_on_our_port_is_not_ready(tmp_path: Path, manager: ProcessManager,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program takes the port between our pick and the probe: its answer must not
+    make our WebUI look ready; ours cannot bind, and that shows as a crash."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Foreign(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # answers every probe with 200
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    foreign = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    taken = foreign.server_address[1]
+    import sdpanel.webuis._process as process_mod
+    monkeypatch.setattr(process_mod, "free_port", lambda preferred=0, tries=100: taken)
+    wd = build_tree(tmp_path / "ComfyUI")
+    try:
+        with pytest.raises(WebUICrashed):
+            await manager.start(launch_spec("comfyui", wd, port=taken, env=FAST), auto_restart=False)
+        assert "ready" not in _states(manager, "comfyui")
+    finally:
+        foreign.shutdown()
+
+
 async def test_crash_detected_with_exit_code_and_log(tmp_path: Path, manager: ProcessManager) -> None:
     wd = build_tree(tmp_path / "ComfyUI")
     spec = launch_spec("comfyui", wd, port=0, env={**FAST, "STUB_WEBUI_CRASH": "1"})
