@@ -94,8 +94,10 @@ def download(**params: Any) -> list[dict[str, Any]] | None:
     rt = get_runtime()
     queue = shared_queue(root, runtime=rt, settings=settings)
     if not is_headless():
-        rt.submit(_queue_in_background(queue, chosen, settings, root), name="download-cell", topic="downloads")
+        # Panel first: its Downloads tab subscribes to the bus when attached, so a link that
+        # fails to resolve a moment later still reaches it as a notice.
         _show_panel()
+        rt.submit(_queue_in_background(queue, chosen, settings, root), name="download-cell", topic="downloads")
         return None
 
     print(f"Downloads: resolving {len(chosen)} selected model{'s' if len(chosen) != 1 else ''} "
