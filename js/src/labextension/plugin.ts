@@ -4,6 +4,7 @@ import type { JupyterFrontEnd, JupyterFrontEndPlugin, ILayoutRestorer } from "@j
 import css from "../widget/styles.css";
 import type { SidebarHost } from "../widget/types";
 import type { Shared } from "./shared";
+import { SidebarGenerate } from "./generate";
 import { StatusView } from "./status";
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16">
@@ -40,8 +41,11 @@ export function createPlugins(shared: Shared): JupyterFrontEndPlugin<void>[] {
       const live = document.createElement("div");
       live.className = "sdpanel-live-host";
       const statusEl = document.createElement("div");
-      panel.node.append(live, statusEl);
+      const generateEl = document.createElement("div");
+      panel.node.append(live, statusEl, generateEl);
       const status = new StatusView(statusEl, services.ServerConnection, () => panel.isVisible);
+      // Kernel-free Generate (REST + SSE): works before any notebook is open.
+      new SidebarGenerate(generateEl, services.ServerConnection, () => panel.isVisible).start();
 
       let current: { cleanup: () => void; onClose: () => void } | null = null;
       const host: SidebarHost = {
