@@ -64,7 +64,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     pg = context.new_page()
     pg.sdp_console = []  # type: ignore[attr-defined]
@@ -74,3 +74,7 @@ def page(browser: Any) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+        # Each test's kernels go with it: a kernel left running keeps the store's download
+        # queue (its journal lock) and WebUI state, which the next test's kernel would meet.
+        if "lab_server" in request.fixturenames:
+            request.getfixturevalue("lab_server").shutdown_kernels()
