@@ -142,7 +142,10 @@ class Job:
         """JSON-safe view; ``image_url`` is a format string with ``{id}`` and ``{n}``."""
         images = []
         for n, img in enumerate(self.images):
-            entry: dict[str, Any] = {"n": n, "seed": img.seed, "path": str(img.path)}
+            # A finished job outlives its files when the user cleans outputs: say so, so
+            # clients show "removed" instead of requesting a 404.
+            entry: dict[str, Any] = {"n": n, "seed": img.seed, "path": str(img.path),
+                                     "available": img.path.is_file()}
             if image_url:
                 entry["url"] = image_url.format(id=self.id, n=n)
             images.append(entry)

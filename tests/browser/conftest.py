@@ -69,6 +69,8 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     pg = context.new_page()
     pg.sdp_console = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: pg.sdp_console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)  # type: ignore[attr-defined]
+    # Which URL a "Failed to load resource" console error was about (the console text omits it).
+    pg.on("response", lambda r: pg.sdp_console.append(f"http {r.status}: {r.url}") if r.status >= 400 else None)  # type: ignore[attr-defined]
     pg.set_default_timeout(30_000)
     try:
         yield pg

@@ -106,6 +106,11 @@ def test_post_job_streams_events_and_serves_images(jp_fetch, run, comfy: StubCom
     assert [j["id"] for j in listing["jobs"]] == [job["id"]]
     missing = run(jp_fetch("sdpanel", "api", "jobs", job["id"], "images", "5", raise_error=False))
     assert missing.code == 404 and "has 1 image" in json.loads(missing.body)["message"]
+    # A user cleans the outputs folder: the job stays listed and says its image is gone.
+    assert got["images"][0]["available"] is True
+    Path(got["images"][0]["path"]).unlink()
+    gone = json.loads(run(jp_fetch("sdpanel", "api", "jobs", job["id"])).body)
+    assert gone["images"][0]["available"] is False
 
 
 def test_sse_resumes_after_last_event_id(jp_fetch, run, comfy: StubComfyUI) -> None:

@@ -44,6 +44,8 @@ export interface JobImage {
   seed: number;
   path?: string;
   url?: string;
+  /** false once the PNG was deleted from the outputs folder: do not request it. */
+  available?: boolean;
 }
 
 /** components.schemas.Job */

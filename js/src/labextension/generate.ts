@@ -26,7 +26,7 @@ export function toRow(j: Job): JobRow {
   return {
     id: j.id, state: j.state, mode: j.mode, seed: j.seed, step: j.progress?.step ?? 0, steps: j.progress?.steps ?? 0,
     error: j.error ?? "", backend: j.backend ?? "", created: j.created ?? Date.now() / 1000,
-    images: j.images.map((im) => ({ n: im.n, seed: im.seed })), params: j.params ?? {},
+    images: j.images.filter((im) => im.available !== false).map((im) => ({ n: im.n, seed: im.seed })), params: j.params ?? {},
   };
 }
 
