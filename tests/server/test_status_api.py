@@ -102,8 +102,8 @@ def test_extension_is_declared_and_enabled_by_config() -> None:
     import sdpanel.server as ext
 
     assert ext._jupyter_server_extension_points() == [{"module": "sdpanel.server"}]
-    config = Path(__file__).resolve().parents[2] / "jupyter-config" / \
-        "jupyter_server_config.d" / "sdpanel.json"
+    # Installed by the wheel's shared-data as etc/jupyter/jupyter_server_config.d/sdpanel.json.
+    config = Path(ext.__file__).parent / "config" / "sdpanel.json"
     assert json.loads(config.read_text()) == {
         "ServerApp": {"jpserver_extensions": {"sdpanel.server": True}}}
 
