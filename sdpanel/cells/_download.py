@@ -53,26 +53,11 @@ async def resolve_selection(chosen: Selection, settings: Any, root: Any) -> tupl
 
 
 def download_summary(items: list[dict[str, Any]], problems: Sequence[tuple[str, str]] = ()) -> str:
-    """One line per file: state, name, size, then ``sha256 <prefix>`` (verified) or the reason."""
-    from sdpanel.settings import redact
-    from sdpanel.storage import human_bytes
+    """The per-file summary the cell prints: :func:`sdpanel.downloads.summarize` (imported
+    late: the cells package loads with the standard library only)."""
+    from sdpanel.downloads import summarize
 
-    width = max([len(i["name"]) for i in items] + [len(w) for w, _ in problems] + [10])
-    width = min(width, 60)
-    lines = []
-    for i in items:
-        size = human_bytes(i["total"]) if i.get("total") else "?"
-        if i["state"] == "done":
-            tail = f"sha256 {i['sha256'][:12]}…" if i.get("sha256") else "(no hash)"
-        else:
-            tail = i.get("error") or f"ended {i['state']}"
-        lines.append(f"  {i['state']:<9} {i['name']:<{width}}  {size:>9}  {tail}")
-    for what, why in problems:
-        lines.append(f"  {'failed':<9} {what:<{width}}  {'?':>9}  not queued: {why}")
-    done = sum(1 for i in items if i["state"] == "done")
-    total = len(items) + len(problems)
-    head = f"Downloads: {done} of {total} file{'s' if total != 1 else ''} downloaded and verified"
-    return redact("\n".join([head, *lines]))
+    return summarize(items, problems)
 
 
 def download(**params: Any) -> list[dict[str, Any]] | None:

@@ -1,5 +1,6 @@
 """The download queue: several files at once, priorities, pause/resume/cancel/retry, a
-journal on disk, totals, free-space checks, verification and the final rename.
+journal on disk and totals. One attempt at one file (free-space checks, the engine,
+verification and the final rename) lives in :mod:`._attempt`.
 
 A plain asyncio service living on the runtime loop; it publishes ``downloads`` events on
 the bus and never imports a front end. Every mutating method is a coroutine (front ends
@@ -21,27 +22,19 @@ from typing import Any
 import aiohttp
 
 from sdpanel.runtime import ErrorEvent, EventBus, LogEvent, ProgressEvent, StateEvent
-from sdpanel.storage import InsufficientSpaceError, StorageRoot, ensure_free_space
+from sdpanel.storage import StorageRoot
 
-from ._engine import Engine, Transfer
-from ._errors import DownloadError, redact_text, unreachable_error
-from ._finish import already_present, finalize, remove_part, target_name
+from ._attempt import AttemptRunner, transport_error
+from ._errors import DownloadError, redact_text
+from ._finish import remove_part
 from ._item import FINISHED, DownloadItem
 from ._journal import Journal
-from ._resolve import resolve
 from ._spec import DownloadSpec
 
 __all__ = ["TOPIC", "DownloadQueue", "pick_engine"]
 
 TOPIC = "downloads"
 _KEEP_FINISHED = 200  # finished items kept in the journal for the panel's history
-
-
-def _transport_error(item: DownloadItem, exc: BaseException) -> DownloadError:
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return DownloadError("truncated", f"The connection for {item.name} broke off mid-transfer "
-                             f"({type(exc).__name__}); it resumes where it stopped.")
-    return unreachable_error(item.spec.url, exc)
 
 
 def pick_engine(choice: str, executable: str = "aria2c") -> str:
@@ -73,8 +66,7 @@ class DownloadQueue:
         self.journal = Journal(self.root.state_path("journals", f"{journal}.json"))
         self._items: dict[str, DownloadItem] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._engines: dict[str, Engine] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._attempts = AttemptRunner(self)
         self._seq = 0
         self._started = False
         self._idle = asyncio.Event()
@@ -238,17 +230,7 @@ class DownloadQueue:
             self._save(force=True)
         self.journal.unlock()
         self._started = False
-        for engine in self._engines.values():
-            daemon = getattr(engine, "daemon", None)
-            if stop_idle_daemon and daemon is not None:
-                with contextlib.suppress(Exception):
-                    await daemon.shutdown_if_idle()
-            with contextlib.suppress(Exception):
-                await engine.close()
-        self._engines.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._attempts.close(stop_idle_daemon)
 
     # ---- scheduling ------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -309,12 +291,12 @@ class DownloadQueue:
                 item.attempts += 1
                 try:
                     try:
-                        await self._attempt(item)
+                        await self._attempts.run(item)
                         break
                     except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as raw:
                         # An engine let a transport error through: treat it as the transient
                         # failure it is (retried, part kept) rather than a dead download.
-                        raise _transport_error(item, raw) from raw
+                        raise transport_error(item, raw) from raw
                 except DownloadError as exc:
                     if not exc.resumable:
                         await self._engine_state_reset(item)
@@ -352,127 +334,6 @@ class DownloadQueue:
         self._publish_state(item)
         self.bus.publish(ErrorEvent(topic=TOPIC, key=item.id, message=f"{item.name}: {message}",
                                     error_type=exc.reason))
-
-    def _target_dir(self, spec: DownloadSpec) -> Path:
-        if spec.folder:
-            folder = Path(spec.folder).expanduser()
-            return folder if folder.is_absolute() else self.root.path / folder
-        return self.root.kind_dir(spec.kind)
-
-    async def _attempt(self, item: DownloadItem) -> None:
-        spec = item.spec
-        folder = self._target_dir(spec)
-        folder.mkdir(parents=True, exist_ok=True)
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        if spec.filename and spec.sha256:
-            # Name and hash known from the API: a file already in place costs no request.
-            present = await already_present(folder, target_name(spec, None, item.name),
-                                            spec.sha256, spec.size)
-            if present is not None:
-                if item.part_path:
-                    remove_part(Path(item.part_path))
-                self._done(item, present, spec.sha256, skipped=True)
-                return
-        resolved = await resolve(spec, self._session, self.tokens)
-        name = target_name(spec, resolved.filename, item.name)
-        item.name = name
-        item.name_guessed = item.name_guessed and not (spec.filename or resolved.filename)
-        if item.part_path is None or Path(item.part_path).parent != folder:
-            item.part_path = str(self._part_for(folder, name, item))
-        part = Path(item.part_path)
-        # Same name, same content already there → nothing to download.
-        present = None if spec.filename else await already_present(folder, name, spec.sha256, spec.size)
-        if present is not None:
-            remove_part(part)
-            self._done(item, present, spec.sha256, skipped=True)
-            return
-        if spec.size:
-            # Blocks really on disk: part files are sparse (the python engine sizes them
-            # up front, aria2 writes segments anywhere), so st_size would overstate them.
-            st = part.stat() if part.exists() else None
-            have = min(st.st_size, st.st_blocks * 512) if st else 0
-            self._ensure_space(folder, max(0, spec.size - have), name)
-        self._save(force=True)
-        transfer = Transfer(url=resolved.url, headers=resolved.headers, part_path=part,
-                            size=spec.size, sha256=spec.sha256, state=item.engine_state,
-                            connections=self.connections, refresh_url=self._refresher(spec))
-        checked_space = bool(spec.size)
-        space_error: list[DownloadError] = []
-        fetch = asyncio.ensure_future(self._engine(item.engine).fetch(
-            transfer, lambda d, t, s: progress(d, t, s), lambda: self._save()))
-
-        def progress(done: int, total: int | None, speed: float) -> None:
-            nonlocal checked_space
-            item.done, item.speed = done, speed
-            if total:
-                item.total = total
-            if total and not checked_space:
-                # The size became known only now (no size in the spec): check the disk.
-                checked_space = True
-                try:
-                    self._ensure_space(folder, max(0, total - done), name)
-                except DownloadError as exc:
-                    space_error.append(exc)
-                    fetch.cancel()
-            self._publish_progress(item)
-
-        try:
-            result = await fetch
-        except asyncio.CancelledError:
-            if space_error and item.stop is None:
-                raise space_error[0] from None
-            raise
-        item.engine_state = transfer.state
-        final, sha = await finalize(item, spec, part, result, folder)
-        self._done(item, final, sha, skipped=False)
-
-    def _ensure_space(self, folder: Path, needed: int, name: str) -> None:
-        try:
-            ensure_free_space(folder, needed, what=name)
-        except InsufficientSpaceError as exc:
-            raise DownloadError("disk_full", exc.message, retryable=False, resumable=True) from None
-
-    def _part_for(self, folder: Path, name: str, item: DownloadItem) -> Path:
-        """``<name>.part``, unless another live item already writes that part file."""
-        taken = {i.part_path for i in self._items.values() if i is not item and i.state not in FINISHED}
-        candidate, n = folder / f"{name}.part", 2
-        while str(candidate) in taken:
-            candidate, n = folder / f"{name}.{n}.part", n + 1
-        return candidate
-
-    def _refresher(self, spec: DownloadSpec) -> Any:
-        async def refresh() -> tuple[str, dict[str, str]]:
-            assert self._session is not None
-            again = await resolve(spec, self._session, self.tokens)
-            return again.url, again.headers
-        return refresh
-
-    def _engine(self, name: str) -> Engine:
-        engine = self._engines.get(name)
-        if engine is None:
-            if name == "aria2":
-                from ._aria2 import Aria2Daemon
-                from ._aria2_engine import Aria2Engine
-
-                engine = Aria2Engine(Aria2Daemon(self.root, self.aria2_executable))
-            else:
-                from ._python_engine import PythonEngine
-
-                engine = PythonEngine()
-            self._engines[name] = engine
-        return engine
-
-    def _done(self, item: DownloadItem, final: Path, sha: str | None, *, skipped: bool) -> None:
-        item.final_path, item.sha256 = str(final), sha
-        item.state, item.speed, item.finished, item.error = "done", 0.0, time.time(), None
-        item.engine_state = {}
-        size = final.stat().st_size
-        item.done = size
-        item.total = size
-        how = "already present, not downloaded again" if skipped else "downloaded and verified"
-        self._log(item, "info", f"{final.name}: {how}")
-        self._publish_state(item)
 
     # ---- events and journal ----------------------------------------------------------
     def _publish_state(self, item: DownloadItem) -> None:

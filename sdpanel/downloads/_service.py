@@ -4,11 +4,13 @@ cell and the REST API, plus a plain-text summary for headless cells and the CLI.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from sdpanel.runtime import Runtime, get_runtime
 from sdpanel.storage import StorageRoot, human_bytes
 
+from ._errors import redact_text
 from ._queue import DownloadQueue
 
 __all__ = ["shared_queue", "summarize"]
@@ -38,13 +40,24 @@ def shared_queue(storage_root: str | os.PathLike[str] | StorageRoot, *, runtime:
     return queue
 
 
-def summarize(items: list[dict[str, Any]]) -> str:
-    """One line per file (name, size, state, where or why) and a totals line."""
+def summarize(items: list[dict[str, Any]], problems: Sequence[tuple[str, str]] = ()) -> str:
+    """A headline (how many of how many verified), then one line per file: state, name,
+    size, then ``sha256 <prefix>`` (verified) or the reason it did not finish.
+    ``problems`` are ``(what, why)`` for entries that never reached the queue (a link that
+    did not resolve). Secrets are masked."""
+    width = max([len(i["name"]) for i in items] + [len(w) for w, _ in problems] + [10])
+    width = min(width, 60)
     lines = []
     for i in items:
         size = human_bytes(i["total"]) if i.get("total") else "?"
-        tail = i.get("path") if i["state"] == "done" else (i.get("error") or "")
-        lines.append(f"{i['state']:<9} {i['name']}  {size}  {tail}".rstrip())
+        if i["state"] == "done":
+            tail = f"sha256 {i['sha256'][:12]}…" if i.get("sha256") else "(no hash)"
+        else:
+            tail = i.get("error") or f"ended {i['state']}"
+        lines.append(f"  {i['state']:<9} {i['name']:<{width}}  {size:>9}  {tail}")
+    for what, why in problems:
+        lines.append(f"  {'failed':<9} {what:<{width}}  {'?':>9}  not queued: {why}")
     done = sum(1 for i in items if i["state"] == "done")
-    lines.append(f"{done} of {len(items)} downloaded and verified")
-    return "\n".join(lines)
+    total = len(items) + len(problems)
+    head = f"Downloads: {done} of {total} file{'s' if total != 1 else ''} downloaded and verified"
+    return redact_text("\n".join([head, *lines]))

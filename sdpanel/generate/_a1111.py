@@ -14,46 +14,24 @@ import aiohttp
 
 from sdpanel.settings import redact
 
-from ._backend import Reporter, guarded
+from ._backend import HTTPBackend, Reporter
 from ._jobs import BackendError, Job, JobCancelled, JobRequest
 from ._validate import samplers, schedulers
 
 
-class A1111Backend:
+class A1111Backend(HTTPBackend):
     flavour = "a1111"
+    ping_path = "/internal/ping"
 
     def __init__(self, url: str, name: str | None = None, poll_interval: float = 0.5,
                  timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self.name = name or f"a1111@{self.url.split('://', 1)[-1]}"
-        self.poll_interval, self.timeout = poll_interval, timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.timeout))
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def ping(self) -> bool:
-        try:
-            s = await self.session()
-            async with s.get(f"{self.url}/internal/ping", timeout=aiohttp.ClientTimeout(total=5)) as r:
-                return r.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return False
+        super().__init__(url, name, timeout)
+        self.poll_interval = poll_interval
 
     async def interrupt(self) -> None:
         s = await self.session()
         async with s.post(f"{self.url}/sdapi/v1/interrupt") as r:
             r.raise_for_status()
-
-    async def run(self, job: Job, report: Reporter) -> list[bytes]:
-        return await guarded(self.flavour, self.url, lambda: self._run(job, report))
 
     async def _run(self, job: Job, report: Reporter) -> list[bytes]:
         req = job.request

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from importlib.resources import files
 from typing import Any
 
@@ -23,12 +22,11 @@ from sdpanel.storage import StorageRoot
 
 from ._events import JobEvent
 from ._queue import JobNotFound, NoBackendError, QueueFullError
-from ._service import GenerateService, default_storage, get_service, make_backend
+from ._service import GenerateService, default_storage, get_service
 from ._validate import ValidationError, options
 
 HEARTBEAT = 15.0  # seconds between SSE keep-alive comments (proxies drop idle streams)
 SSE_TYPE = "text/event-stream; charset=utf-8"
-BACKENDS_ENV = "SDPANEL_GENERATE_BACKENDS"  # "comfyui=http://host:8188,a1111=http://..."
 
 
 def _service(store: StorageRoot, refresh: bool = False) -> GenerateService:
@@ -36,11 +34,7 @@ def _service(store: StorageRoot, refresh: bool = False) -> GenerateService:
     started or stopped since the last look, and the explicitly configured ones."""
     service = get_service(store)
     if refresh:
-        for item in filter(None, (os.environ.get(BACKENDS_ENV) or "").split(",")):
-            flavour, _, url = item.partition("=")
-            if url and not any(b.url == url.strip().rstrip("/") for b in service.queue.backends):
-                service.queue.add_backend(make_backend(url.strip(), flavour.strip()))
-        service.refresh_backends()
+        service.follow_backends()
     return service
 
 

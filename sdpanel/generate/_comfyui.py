@@ -3,7 +3,6 @@ progress and previews, fetch outputs from ``/history`` and ``/view``, interrupt.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 import uuid
@@ -13,7 +12,7 @@ import aiohttp
 
 from sdpanel.settings import redact
 
-from ._backend import Reporter, connection_error, guarded
+from ._backend import HTTPBackend, Reporter, connection_error
 from ._graph import OUTPUT_NODE, build_graph
 from ._jobs import BackendError, Job, JobCancelled
 from ._png import image_info
@@ -42,34 +41,13 @@ def parse_preview(data: bytes) -> tuple[bytes, str] | None:
     return None
 
 
-class ComfyUIBackend:
+class ComfyUIBackend(HTTPBackend):
     flavour = "comfyui"
+    ping_path = "/system_stats"
 
     def __init__(self, url: str, name: str | None = None, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self.name = name or f"comfyui@{self.url.split('://', 1)[-1]}"
-        self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(url, name, timeout)
         self._prompt_id: str | None = None
-
-    async def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Per-request timeouts only: a job's WebSocket legitimately stays open for minutes.
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.timeout))
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def ping(self) -> bool:
-        try:
-            s = await self.session()
-            async with s.get(f"{self.url}/system_stats", timeout=aiohttp.ClientTimeout(total=5)) as r:
-                return r.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            return False
 
     async def interrupt(self) -> None:
         s = await self.session()
@@ -80,9 +58,6 @@ class ComfyUIBackend:
                 r.raise_for_status()
         async with s.post(f"{self.url}/interrupt", json={"prompt_id": prompt_id} if prompt_id else {}) as r:
             r.raise_for_status()
-
-    async def run(self, job: Job, report: Reporter) -> list[bytes]:
-        return await guarded(self.flavour, self.url, lambda: self._run(job, report))
 
     async def _run(self, job: Job, report: Reporter) -> list[bytes]:
         req = job.request

@@ -20,6 +20,7 @@ from ._queue import JobQueue
 from ._validate import validate_request
 
 FLAVOURS = ("comfyui", "a1111")
+BACKENDS_ENV = "SDPANEL_GENERATE_BACKENDS"  # "comfyui=http://host:8188,a1111=http://..."
 
 
 def make_backend(url: str, flavour: str, name: str | None = None) -> Backend:
@@ -54,6 +55,18 @@ def discover_backends(storage: StorageRoot) -> list[Backend]:
     return found
 
 
+def configured_backends(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(flavour, url)`` for each WebUI named in ``SDPANEL_GENERATE_BACKENDS`` (WebUIs
+    sdpanel did not start); a missing flavour means ComfyUI."""
+    raw = (os.environ if environ is None else environ).get(BACKENDS_ENV) or ""
+    pairs = []
+    for item in filter(None, raw.split(",")):
+        flavour, _, url = item.partition("=")
+        if url.strip():
+            pairs.append((flavour.strip() or "comfyui", url.strip()))
+    return pairs
+
+
 class GenerateService:
     def __init__(self, storage: StorageRoot, runtime: Runtime | None = None, max_queued: int = 64,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -74,6 +87,15 @@ class GenerateService:
             self.queue.remove_backend(name)
         self._discovered = set(found)
         return self.queue.backends
+
+    def follow_backends(self) -> list[Backend]:
+        """The configured backends (``SDPANEL_GENERATE_BACKENDS``; a URL already served is
+        not added twice) and the running WebUIs (:meth:`refresh_backends`). The panel and
+        the REST API call this before showing backends or queueing."""
+        for flavour, url in configured_backends():
+            if not any(b.url == url.rstrip("/") for b in self.queue.backends):
+                self.queue.add_backend(make_backend(url, flavour))
+        return self.refresh_backends()
 
     def use_backend(self, url: str, flavour: str) -> Backend:
         """An explicitly configured backend (a WebUI sdpanel did not start)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
+from ._controller import BusController, PanelSlot
 from ._registry import register_tab
 
 if TYPE_CHECKING:
@@ -64,16 +65,13 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"done": done, "total": total, "speed": speed, "eta": eta, "counts": counts}
 
 
-class DownloadsController:
+class DownloadsController(BusController):
     """Feeds one panel from the queue's events. Event callbacks run on the runtime loop
     (where the queue publishes); actions run on the kernel thread and only submit work."""
 
     def __init__(self, panel: Any, queue_factory: Callable[[], DownloadQueue] | None = None,
                  *, max_rate: float = 10.0) -> None:
-        from sdpanel.runtime import get_runtime
-
-        self.panel = panel
-        self.rt = get_runtime()
+        super().__init__(panel, _MeteredPublisher(panel, max_rate=max_rate))
         self._factory = queue_factory or _default_queue
         self._queue: DownloadQueue | None = None
         self._rows: dict[str, dict[str, Any]] = {}
@@ -81,10 +79,8 @@ class DownloadsController:
         self._lock = threading.Lock()
         self._batch_done = 0  # files finished since the queue was last idle (queue_done cue)
         self.muted = False
-        self.publisher = _MeteredPublisher(panel, max_rate=max_rate)
         self.cpu_events = 0.0  # CPU seconds spent folding events (benchmark note)
         self.events = 0
-        self._unsubscribe: Callable[[], None] | None = None
 
     # ---- life cycle ------------------------------------------------------------------
     def attach(self) -> None:
@@ -92,14 +88,8 @@ class DownloadsController:
             self.muted = bool(_settings().audio_muted)
         except Exception:  # noqa: BLE001 - a broken settings file must not hide the tab
             self.muted = False
-        self._unsubscribe = self.rt.bus.subscribe(self._on_event, topics={TOPIC})
+        self.subscribe({TOPIC})
         self.reload()
-
-    def detach(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self.publisher.close()
 
     @property
     def queue(self) -> DownloadQueue:
@@ -285,18 +275,8 @@ def _redact(text: str) -> str:
 
 # ---- registry glue -------------------------------------------------------------------------
 
-def controller(panel: Panel) -> DownloadsController:
-    ctl: DownloadsController | None = getattr(panel, "_sdp_downloads", None)
-    if ctl is None:
-        raise RuntimeError("The Downloads tab is not attached to this panel")
-    return ctl
-
-
-def _attach(panel: Panel) -> Callable[[], None]:
-    ctl = DownloadsController(panel)
-    panel._sdp_downloads = ctl  # type: ignore[attr-defined]
-    ctl.attach()
-    return ctl.detach
+_slot = PanelSlot("_sdp_downloads", "Downloads", DownloadsController)
+controller = _slot.get
 
 
 def _verb(verb: str) -> Callable[[Panel, dict[str, Any]], None]:
@@ -333,6 +313,6 @@ register_tab(
         "downloads.dismiss": _dismiss,
         "downloads.reload": _reload,
     },
-    attach=_attach,
+    attach=_slot.attach,
     order=30,  # after Models (20): pick, then watch the bytes arrive
 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import threading
 import time
@@ -23,23 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
-from sdpanel.runtime import Publisher, get_runtime
+from sdpanel.runtime import Publisher
 from sdpanel.settings import redact
 
+from ._controller import BusController, PanelSlot
 from ._registry import register_tab
 
 if TYPE_CHECKING:
     from sdpanel.generate import GenerateService, Job
     from sdpanel.runtime import Event
 
-    from ._app import Panel
 
 TOPIC = "generate"
 JOBS_CAP = 24  # jobs listed in the trait (newest); older ones stay in the outputs folder
 TEXT_CAP = 300  # prompt characters kept per listed job
 RESEND_CAP = 16  # images re-sent to a view that opens later (a reloaded page)
 PREVIEW_INTERVAL = 0.2  # seconds between preview messages of one job
-BACKENDS_ENV = "SDPANEL_GENERATE_BACKENDS"  # same variable the REST API reads
 # Request fields a listed job shows in the gallery (images and priority stay out).
 SHOWN = ("prompt", "negative_prompt", "checkpoint", "vae", "loras", "sampler", "scheduler",
          "steps", "cfg", "width", "height", "batch_size", "batch_count", "denoise",
@@ -67,17 +65,16 @@ def job_row(job: Job) -> dict[str, Any]:
     }
 
 
-class GenerateController:
+class GenerateController(BusController):
     """Feeds one panel. Bus callbacks run on the runtime loop; actions run on the kernel
     thread and only hand work to the runtime."""
 
     def __init__(self, panel: Any, service_factory: Callable[[], GenerateService] | None = None,
                  *, max_rate: float = 10.0) -> None:
-        self.panel = panel
+        super().__init__(panel, Publisher(panel, max_rate=max_rate))
         # Names this panel in state and messages: the browser keys its image cache by it (each
         # anywidget view gets its own model proxy, so the proxy cannot be the key).
         self.uid = secrets.token_hex(6)
-        self.rt = get_runtime()
         self._factory = service_factory or _default_service
         self._service: GenerateService | None = None
         self._lock = threading.Lock()
@@ -89,20 +86,12 @@ class GenerateController:
         self._accepted = ""  # the browser's ref of the last accepted submission
         self._last_preview: dict[str, float] = {}
         self._options: dict[str, Any] = {}
-        self.publisher = Publisher(panel, max_rate=max_rate)
-        self._unsubscribe: Callable[[], None] | None = None
 
     # ---- life cycle --------------------------------------------------------------------
     def attach(self) -> None:
         # "downloads": a model that finished downloading appears in the pickers by itself.
-        self._unsubscribe = self.rt.bus.subscribe(self._on_event, topics={TOPIC, "downloads"})
+        self.subscribe({TOPIC, "downloads"})
         self.refresh()
-
-    def detach(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self.publisher.close()
 
     @property
     def service(self) -> GenerateService:
@@ -160,7 +149,7 @@ class GenerateController:
 
         try:
             service = self.service
-            await asyncio.to_thread(self._refresh_backends, service)
+            await asyncio.to_thread(service.follow_backends)
             opts = await asyncio.to_thread(options, service.storage)
             opts["backends"] = service.queue.backend_status()
             opts["storage"] = str(service.storage.path)
@@ -180,7 +169,7 @@ class GenerateController:
         message = ""
         try:
             service = self.service
-            await asyncio.to_thread(self._refresh_backends, service)
+            await asyncio.to_thread(service.follow_backends)
             backends = service.queue.backend_status()
             if self._options.get("samplers") and backends != self._options.get("backends"):
                 # A WebUI started (or stopped) since the form loaded: the notice follows.
@@ -202,14 +191,6 @@ class GenerateController:
             if not errors and not message:
                 self._accepted = ref
         self._push()
-
-    def _refresh_backends(self, service: GenerateService) -> None:
-        """Follow WebUIs started since the last look, and the configured ones."""
-        for item in filter(None, (os.environ.get(BACKENDS_ENV) or "").split(",")):
-            flavour, _, url = item.partition("=")
-            if url.strip():
-                service.use_backend(url.strip(), flavour.strip() or "comfyui")
-        service.refresh_backends()
 
     def _on_event(self, event: Event) -> None:
         from sdpanel.generate import JobNotFound
@@ -295,18 +276,8 @@ def _default_service() -> GenerateService:
 
 # ---- registry glue -------------------------------------------------------------------------
 
-def controller(panel: Panel) -> GenerateController:
-    ctl: GenerateController | None = getattr(panel, "_sdp_generate", None)
-    if ctl is None:
-        raise RuntimeError("The Generate tab is not attached to this panel")
-    return ctl
-
-
-def _attach(panel: Panel) -> Callable[[], None]:
-    ctl = GenerateController(panel)
-    panel._sdp_generate = ctl  # type: ignore[attr-defined]
-    ctl.attach()
-    return ctl.detach
+_slot = PanelSlot("_sdp_generate", "Generate", GenerateController)
+controller = _slot.get
 
 
 register_tab(
@@ -323,6 +294,6 @@ register_tab(
         "generate.refresh": lambda p, m: controller(p).refresh(m),
         "generate.hello": lambda p, m: controller(p).hello(m),
     },
-    attach=_attach,
+    attach=_slot.attach,
     order=50,  # after Launch (40): the WebUI runs, now make images
 )

@@ -26,6 +26,7 @@ import traitlets
 from sdpanel.runtime import Publisher, get_runtime
 from sdpanel.settings import redact
 
+from ._controller import PanelSlot
 from ._models_cards import (
     EXTRA_SUBTABS,
     SUBTABS,
@@ -415,18 +416,8 @@ class ModelsController:
             self._publish_meta(free=free_bytes(queue.root.path))
 
 
-def _ctl(panel: Panel) -> ModelsController:
-    ctl: ModelsController | None = getattr(panel, "_sdp_models", None)
-    if ctl is None:
-        raise RuntimeError("The Models tab is not attached to this panel")
-    return ctl
-
-
-def _attach(panel: Panel) -> Any:
-    ctl = ModelsController(panel)
-    panel._sdp_models = ctl  # type: ignore[attr-defined]
-    ctl.attach()
-    return ctl.detach
+_slot = PanelSlot("_sdp_models", "Models", ModelsController)
+_ctl = _slot.get
 
 
 def _action(name: str) -> Any:
@@ -446,6 +437,6 @@ register_tab(
     },
     actions={f"models.{verb}": _action(verb) for verb in
              ("search", "more", "retry", "details", "download", "replay")},
-    attach=_attach,
+    attach=_slot.attach,
     order=20,
 )

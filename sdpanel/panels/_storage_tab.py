@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets
 
+from ._controller import PanelSlot
 from ._registry import register_tab
 
 if TYPE_CHECKING:
@@ -273,22 +274,15 @@ class StorageTab:
             self.plan = None
         self.publisher.update(storage_plan={})
 
-    def close(self) -> None:
+    def attach(self) -> None:
+        self.refresh()
+
+    def detach(self) -> None:
         self.publisher.close()
 
 
-def _tab(panel: Panel) -> StorageTab:
-    tab = getattr(panel, "_sdp_storage", None)
-    if tab is None:
-        raise RuntimeError("the Storage tab is not attached to this panel")
-    return tab  # type: ignore[no-any-return]
-
-
-def _attach(panel: Panel) -> Callable[[], None]:
-    tab = StorageTab(panel)
-    panel._sdp_storage = tab  # type: ignore[attr-defined]
-    tab.refresh()
-    return tab.close
+_slot = PanelSlot("_sdp_storage", "Storage", StorageTab)
+_tab = _slot.get
 
 
 register_tab(
@@ -307,6 +301,6 @@ register_tab(
         "storage.apply": lambda p, m: _tab(p).apply(m),
         "storage.cancel": lambda p, _m: _tab(p).cancel(),
     },
-    attach=_attach,
+    attach=_slot.attach,
     order=500,
 )

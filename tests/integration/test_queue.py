@@ -249,7 +249,7 @@ async def test_civitai_expired_signed_url_is_resolved_again(make_queue: Any, eng
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The CivitAI-compatible server's signed URL expires between resolve and the first
     byte: the queue resolves the API link again (token on the API host) and finishes."""
-    import sdpanel.downloads._queue as queue_mod
+    import sdpanel.downloads._attempt as queue_mod
     from tests.fixtures.civitai_server import CivitAIServer
 
     with CivitAIServer(extra_models=0) as srv:

@@ -1,0 +1,189 @@
+"""One attempt at one queued download, on behalf of :class:`~._queue.DownloadQueue`:
+resolve the link, skip a file already in place, check the disk, run the engine, verify and
+rename. Also owns what attempts share: the HTTP session and the engines.
+
+The queue decides *when* (scheduling, retries, pause/cancel); this module does *what*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from sdpanel.storage import InsufficientSpaceError, ensure_free_space
+
+from ._engine import Engine, Transfer
+from ._errors import DownloadError, unreachable_error
+from ._finish import already_present, finalize, remove_part, target_name
+from ._item import FINISHED, DownloadItem
+from ._resolve import resolve
+from ._spec import DownloadSpec
+
+if TYPE_CHECKING:
+    from ._queue import DownloadQueue
+
+__all__ = ["AttemptRunner", "transport_error"]
+
+
+def transport_error(item: DownloadItem, exc: BaseException) -> DownloadError:
+    """A transport error an engine let through, as the transient failure it is."""
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return DownloadError("truncated", f"The connection for {item.name} broke off mid-transfer "
+                             f"({type(exc).__name__}); it resumes where it stopped.")
+    return unreachable_error(item.spec.url, exc)
+
+
+def ensure_space(folder: Path, needed: int, name: str) -> None:
+    try:
+        ensure_free_space(folder, needed, what=name)
+    except InsufficientSpaceError as exc:
+        raise DownloadError("disk_full", exc.message, retryable=False, resumable=True) from None
+
+
+class AttemptRunner:
+    """Runs attempts for one queue. It reads the queue's settings live (``root``, ``tokens``,
+    ``connections``, ``aria2_executable``: callers may change them between attempts) and
+    reports through the queue's journal and event methods."""
+
+    def __init__(self, queue: DownloadQueue) -> None:
+        self.queue = queue
+        self._engines: dict[str, Engine] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self, item: DownloadItem) -> None:
+        q = self.queue
+        spec = item.spec
+        folder = self._target_dir(spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        if spec.filename and spec.sha256:
+            # Name and hash known from the API: a file already in place costs no request.
+            present = await already_present(folder, target_name(spec, None, item.name),
+                                            spec.sha256, spec.size)
+            if present is not None:
+                if item.part_path:
+                    remove_part(Path(item.part_path))
+                self._done(item, present, spec.sha256, skipped=True)
+                return
+        resolved = await resolve(spec, self._session, q.tokens)
+        name = target_name(spec, resolved.filename, item.name)
+        item.name = name
+        item.name_guessed = item.name_guessed and not (spec.filename or resolved.filename)
+        if item.part_path is None or Path(item.part_path).parent != folder:
+            item.part_path = str(self._part_for(folder, name, item))
+        part = Path(item.part_path)
+        # Same name, same content already there → nothing to download.
+        present = None if spec.filename else await already_present(folder, name, spec.sha256, spec.size)
+        if present is not None:
+            remove_part(part)
+            self._done(item, present, spec.sha256, skipped=True)
+            return
+        if spec.size:
+            # Blocks really on disk: part files are sparse (the python engine sizes them
+            # up front, aria2 writes segments anywhere), so st_size would overstate them.
+            st = part.stat() if part.exists() else None
+            have = min(st.st_size, st.st_blocks * 512) if st else 0
+            ensure_space(folder, max(0, spec.size - have), name)
+        q._save(force=True)
+        transfer = Transfer(url=resolved.url, headers=resolved.headers, part_path=part,
+                            size=spec.size, sha256=spec.sha256, state=item.engine_state,
+                            connections=q.connections, refresh_url=self._refresher(spec))
+        checked_space = bool(spec.size)
+        space_error: list[DownloadError] = []
+        fetch = asyncio.ensure_future(self.engine(item.engine).fetch(
+            transfer, lambda d, t, s: progress(d, t, s), lambda: q._save()))
+
+        def progress(done: int, total: int | None, speed: float) -> None:
+            nonlocal checked_space
+            item.done, item.speed = done, speed
+            if total:
+                item.total = total
+            if total and not checked_space:
+                # The size became known only now (no size in the spec): check the disk.
+                checked_space = True
+                try:
+                    ensure_space(folder, max(0, total - done), name)
+                except DownloadError as exc:
+                    space_error.append(exc)
+                    fetch.cancel()
+            q._publish_progress(item)
+
+        try:
+            result = await fetch
+        except asyncio.CancelledError:
+            if space_error and item.stop is None:
+                raise space_error[0] from None
+            raise
+        item.engine_state = transfer.state
+        final, sha = await finalize(item, spec, part, result, folder)
+        self._done(item, final, sha, skipped=False)
+
+    def engine(self, name: str) -> Engine:
+        engine = self._engines.get(name)
+        if engine is None:
+            if name == "aria2":
+                from ._aria2 import Aria2Daemon
+                from ._aria2_engine import Aria2Engine
+
+                engine = Aria2Engine(Aria2Daemon(self.queue.root, self.queue.aria2_executable))
+            else:
+                from ._python_engine import PythonEngine
+
+                engine = PythonEngine()
+            self._engines[name] = engine
+        return engine
+
+    async def close(self, stop_idle_daemon: bool = False) -> None:
+        """Close engines and the session; the aria2c daemon keeps running for the next
+        kernel unless ``stop_idle_daemon`` and this queue started it and it is idle."""
+        for engine in self._engines.values():
+            daemon = getattr(engine, "daemon", None)
+            if stop_idle_daemon and daemon is not None:
+                with contextlib.suppress(Exception):
+                    await daemon.shutdown_if_idle()
+            with contextlib.suppress(Exception):
+                await engine.close()
+        self._engines.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _target_dir(self, spec: DownloadSpec) -> Path:
+        root = self.queue.root
+        if spec.folder:
+            folder = Path(spec.folder).expanduser()
+            return folder if folder.is_absolute() else root.path / folder
+        return root.kind_dir(spec.kind)
+
+    def _part_for(self, folder: Path, name: str, item: DownloadItem) -> Path:
+        """``<name>.part``, unless another live item already writes that part file."""
+        taken = {i.part_path for i in self.queue._items.values()
+                 if i is not item and i.state not in FINISHED}
+        candidate, n = folder / f"{name}.part", 2
+        while str(candidate) in taken:
+            candidate, n = folder / f"{name}.{n}.part", n + 1
+        return candidate
+
+    def _refresher(self, spec: DownloadSpec) -> Any:
+        async def refresh() -> tuple[str, dict[str, str]]:
+            assert self._session is not None
+            again = await resolve(spec, self._session, self.queue.tokens)
+            return again.url, again.headers
+        return refresh
+
+    def _done(self, item: DownloadItem, final: Path, sha: str | None, *, skipped: bool) -> None:
+        item.final_path, item.sha256 = str(final), sha
+        item.state, item.speed, item.finished, item.error = "done", 0.0, time.time(), None
+        item.engine_state = {}
+        size = final.stat().st_size
+        item.done = size
+        item.total = size
+        how = "already present, not downloaded again" if skipped else "downloaded and verified"
+        self.queue._log(item, "info", f"{final.name}: {how}")
+        self.queue._publish_state(item)
