@@ -280,3 +280,29 @@ def test_options_for_the_generate_form(jp_fetch, run, comfy: StubComfyUI, storag
     assert {"name": "euler_ancestral", "label": "Euler a"} in data["samplers"]
     assert data["modes"] == ["txt2img", "img2img", "inpaint"]
     assert [b["flavour"] for b in data["backends"]] == ["comfyui"] and data["backends"][0]["job"] is None
+
+
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_img2img_and_inpaint_over_rest(mode: str, jp_fetch, run, comfy: StubComfyUI) -> None:
+    """The two image modes end to end through POST /jobs and SSE: the input image (and the
+    mask) travel base64-encoded and reach the WebUI as uploads; the result is a PNG of the
+    input's size."""
+    from sdpanel.generate._png import encode_png, image_info
+
+    init = gradient_png(96, 64)
+    mask = encode_png(96, 64, [bytes(255 if 24 <= x < 48 else 0 for x in range(96)) for _ in range(64)], 1)
+    body: dict[str, Any] = {**GOOD, "mode": mode, "width": 96, "height": 64, "denoise": 0.6,
+                            "init_image": base64.b64encode(init).decode()}
+    if mode == "inpaint":
+        body["mask"] = "data:image/png;base64," + base64.b64encode(mask).decode()
+    r = post_job(jp_fetch, run, body)
+    assert r.code == 201, r.body
+    job = json.loads(r.body)
+    events = sse(jp_fetch, run, job["id"])
+    assert events[-1]["event"] == "done", events[-1]
+    assert init in comfy.uploads.values()
+    if mode == "inpaint":
+        assert mask in comfy.uploads.values()
+    png = run(jp_fetch("sdpanel", "api", "jobs", job["id"], "images", "0")).body
+    assert (image_info(png).width, image_info(png).height) == (96, 64)
+    assert "Denoising strength: 0.6" in read_text(png)["parameters"]
