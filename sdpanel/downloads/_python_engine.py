@@ -32,6 +32,8 @@ __all__ = ["PythonEngine"]
 log = logging.getLogger("sdpanel.downloads.python")
 
 _REDIRECTS = {301, 302, 303, 307, 308}
+_HASH_STEP = 4 << 20
+"""The hash cursor starts a pass once the done prefix is this far ahead of it."""
 _NET_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
 
@@ -147,6 +149,7 @@ class _Job:
         self.latency = 0.05
         self.fd = -1
         self.pending: set[asyncio.Future[Any]] = set()
+        self.prefix_grew = asyncio.Event()
         self.stats: dict[str, Any] = {"splits": 0, "restarts": 0, "refreshes": 0,
                                       "retries": 0, "requests": 0, "mode": None,
                                       "resumed_bytes": 0, "bytes_by_worker": {}}
@@ -295,7 +298,8 @@ class _Job:
             if smap is None:
                 parts = plan_parts(self.size, self.t.connections, self.latency,
                                    self.eng.min_part)
-                smap = SegmentMap.fresh(self.size, parts, self.eng.min_part)
+                smap = SegmentMap.fresh(self.size, parts, self.eng.min_part,
+                                        rounds=parts // max(1, self.t.connections))
                 os.ftruncate(self.fd, 0)
                 os.ftruncate(self.fd, self.size)  # sparse: no zero-filling of large files
         except OSError as exc:
@@ -309,11 +313,13 @@ class _Job:
         cursor = HashCursor(self.fd, self.eng.io)
         n = max(1, self.t.connections)
         workers = [asyncio.ensure_future(self._worker(i)) for i in range(n)]
-        ticker = asyncio.ensure_future(self._ticker(cursor))
+        helpers = [asyncio.ensure_future(self._ticker()),
+                   asyncio.ensure_future(self._hasher(cursor))]
         try:
             await _first_error(workers)
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self._drain()
             assert smap.complete()
             self.stats["hash_tail_bytes"] = self.size - cursor.pos
@@ -322,9 +328,9 @@ class _Job:
             self.stats["hash_tail_s"] = round(time.monotonic() - t_hash, 3)
             digest = cursor.hexdigest()
         finally:
-            for task in [*workers, ticker]:
+            for task in [*workers, *helpers]:
                 task.cancel()
-            await asyncio.gather(*workers, ticker, return_exceptions=True)
+            await asyncio.gather(*workers, *helpers, return_exceptions=True)
             await self._drain()
             await cursor.idle()
             st["segments"] = smap.to_state()
@@ -338,8 +344,8 @@ class _Job:
         if self.pending:
             await asyncio.shield(asyncio.gather(*self.pending, return_exceptions=True))
 
-    async def _ticker(self, cursor: HashCursor) -> None:
-        """Progress ≤ 5/s over a sliding window, state saved ≤ 1/s, hash cursor advanced."""
+    async def _ticker(self) -> None:
+        """Progress ≤ 5/s over a sliding window, state saved ≤ 1/s."""
         assert self.map is not None
         window: deque[tuple[float, int]] = deque()
         last_save, saved = time.monotonic(), None
@@ -357,9 +363,18 @@ class _Job:
                     self.t.state["segments"], saved = state, state
                     self.save_state()
                 last_save = now
-            prefix = self.map.prefix()
-            if prefix - cursor.pos >= 8 << 20:
-                await cursor.advance(prefix)
+
+    async def _hasher(self, cursor: HashCursor) -> None:
+        """Hash the contiguous done prefix as soon as it has grown by a block (in the I/O
+        pool: the loop keeps serving connections), so only what completes last is left to
+        hash when the download ends."""
+        assert self.map is not None
+        while True:
+            self.prefix_grew.clear()
+            if self.map.prefix() - cursor.pos >= _HASH_STEP:
+                await cursor.advance(self.map.prefix())
+            else:
+                await self.prefix_grew.wait()
 
     async def _worker(self, wid: int) -> None:
         assert self.map is not None
@@ -368,9 +383,14 @@ class _Job:
             # 1. a range that would still run when everything else is done (a slow
             # connection's), 2. the next unassigned range in file order, 3. the tail.
             horizon = self._horizon() if eng.balanced and self.map.has_unowned() else None
+            slow = self._slow(wid)
+            # A slow connection takes from the file's end only what it can fetch by the
+            # time the rest is done (but enough to be worth a request).
+            limit = max(eng.min_piece, int(self.speeds[wid] * horizon)) \
+                if slow and horizon else None
             seg = (horizon is not None and self.map.steal(
                 wid, self.speeds, self.latency, eng.min_piece, horizon=horizon)) or \
-                self.map.take_unowned(wid, from_end=self._slow(wid)) or \
+                self.map.take_unowned(wid, from_end=slow, limit=limit) or \
                 self.map.steal(wid, self.speeds, self.latency, eng.min_piece, eng.balanced)
             if not seg:
                 return
@@ -469,6 +489,11 @@ class _Job:
                     buf_off, buf, buffered = seg.done, [], 0
             if buf:
                 await self._write(buf_off, buf, buffered, seg)
+            elapsed = time.monotonic() - sent
+            if elapsed <= 0.15 and got >= self.eng.min_piece:
+                # A range too short for the in-flight measure: a connection that was slow
+                # and was replaced (closed by a split) must not stay labelled slow.
+                self.speeds[wid] = got / elapsed
             by = self.stats["bytes_by_worker"]
             by[wid] = by.get(wid, 0) + got
             if not seg.finished:
@@ -498,6 +523,7 @@ class _Job:
             raise disk_error(OSError(28, "short write"), self.t.part_path)
         seg.done = min(seg.end, max(seg.done, off + n))
         self.refreshes = 0
+        self.prefix_grew.set()
 
 
 async def _first_error(tasks: Sequence[asyncio.Future[None]]) -> None:

@@ -47,12 +47,13 @@ def plan_parts(size: int, connections: int, latency: float, min_part: int,
     """How many segments a fresh download starts with: ``connections`` × rounds.
 
     Segments are taken lowest offset first, so with several rounds the contiguous prefix
-    grows while the download runs and the hash cursor follows it; only about the last
-    round is left to hash at the end. Each extra round costs one first-byte ``latency`` per
-    connection, each round fewer leaves ``size / rounds`` bytes more to hash afterwards:
-    ``rounds = sqrt(size / (hash_rate * latency))`` balances the two."""
+    grows while the download runs and the hash cursor follows it; only the last round is
+    left to hash at the end, and :meth:`SegmentMap.fresh` makes each round smaller than the
+    one before (the last holds ``2 / (rounds * (rounds + 1))`` of the file). Each extra
+    round costs one first-byte ``latency`` per connection; ``rounds = (4 * size / (hash_rate
+    * latency)) ** (1/3)`` balances that against the hashing left for the end."""
     connections = max(1, connections)
-    rounds = round((size / (hash_rate * min(1.0, max(0.005, latency)))) ** 0.5)
+    rounds = round((4 * size / (hash_rate * min(1.0, max(0.005, latency)))) ** (1 / 3))
     most = max(1, size // (connections * max(1, min_part)))
     return connections * max(1, min(rounds, most, 64))
 
@@ -64,11 +65,19 @@ class SegmentMap:
         self.splits = 0
 
     @classmethod
-    def fresh(cls, size: int, parts: int, min_part: int) -> SegmentMap:
+    def fresh(cls, size: int, parts: int, min_part: int, rounds: int = 1) -> SegmentMap:
+        """``parts`` segments in ``rounds`` rounds (of ``parts / rounds`` segments each):
+        round ``j`` of ``k`` gets a share ∝ ``k - j``, so the rounds shrink and the last one,
+        which the hash cursor can only follow once it is all done, is the smallest."""
         parts = max(1, min(parts, size // max(1, min_part)))
-        step = -(-size // parts)
-        bounds = [min(size, i * step) for i in range(parts + 1)]
-        return cls(size, [Segment(a, b, a) for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
+        per = max(1, -(-parts // max(1, rounds)))
+        weights = [rounds - i // per for i in range(parts)]
+        total, acc, bounds = sum(weights), 0, [0]
+        for w in weights:
+            acc += w
+            bounds.append(size * acc // total)
+        return cls(size, [Segment(a, b, a) for a, b in zip(bounds, bounds[1:], strict=False)
+                          if b > a])
 
     @classmethod
     def from_state(cls, size: int, raw: object) -> SegmentMap | None:
@@ -118,15 +127,29 @@ class SegmentMap:
     def has_unowned(self) -> bool:
         return any(s.owner is None and not s.finished for s in self.segments)
 
-    def take_unowned(self, worker: int, from_end: bool = False) -> Segment | None:
+    def take_unowned(self, worker: int, from_end: bool = False, limit: int | None = None
+                     ) -> Segment | None:
         """The first unassigned range in file order (so the hashed prefix keeps growing);
-        ``from_end`` for a slow connection, whose range would otherwise hold it back."""
+        ``from_end`` for a slow connection, whose range would otherwise hold it back: it gets
+        the last unassigned range, or with ``limit`` only that many bytes of its far end
+        (what it can fetch by the time the rest is done), so it never holds up the finish."""
         for s in reversed(self.segments) if from_end else self.segments:
             if s.owner is None and not s.finished:
+                if from_end and limit is not None and s.end - s.done > limit + _ALIGN:
+                    mid = max(s.done + _ALIGN, (s.end - max(limit, _ALIGN)) // _ALIGN * _ALIGN)
+                    s = self._split(s, mid, worker)
                 s.owner = worker
                 s.read_pos = s.done
                 return s
         return None
+
+    def _split(self, seg: Segment, mid: int, worker: int) -> Segment:
+        """Cut ``seg`` at ``mid``; the far part becomes a new segment owned by ``worker``."""
+        new = Segment(mid, seg.end, mid, owner=worker, read_pos=mid)
+        seg.end = mid
+        self.segments.insert(self.segments.index(seg) + 1, new)
+        self.splits += 1
+        return new
 
     def steal(
         self,
@@ -144,8 +167,8 @@ class SegmentMap:
         and no latency this is the middle. Without speeds (or ``balanced=False``) it is the
         middle. With ``horizon`` (the seconds the whole rest of the download should take)
         only a range that would end well after it qualifies — stolen early, while unassigned
-        ranges remain — and its (clearly slow) owner keeps what it can fetch by then.
-        Returns the new
+        ranges remain, by a connection that is not slow itself — and its (clearly slow) owner
+        keeps only what arrives meanwhile. Returns the new
         segment, owned by ``worker``, or None when nothing is worth splitting."""
         known = [v for v in speeds.values() if v > 0]
         if horizon is not None and not known:
@@ -170,7 +193,12 @@ class SegmentMap:
         rem = victim.end - base
         v = speeds.get(_key(victim.owner)) or default
         if horizon is not None:
-            keep = v * horizon  # what the slow owner can still fetch by the expected end
+            if u < 0.5 * default:
+                return None  # a slow stealer would only take a slow owner's place
+            # The slow owner keeps only what it reads while the stealer's first byte is on
+            # its way: left the range it holds, it would stall the hash cursor there until
+            # the end (it then takes a piece of the file's end it can finish in time).
+            keep = v * latency
         elif balanced and known:
             # the owner keeps x bytes where x / v == latency + (rem - x) / u
             keep = (latency + rem / u) / (1 / v + 1 / u)
@@ -184,11 +212,7 @@ class SegmentMap:
             mid = min(victim.end - min_piece, -(-mid // _ALIGN) * _ALIGN)
         if mid <= base or mid >= victim.end:
             return None
-        new = Segment(mid, victim.end, mid, owner=worker, read_pos=mid)
-        victim.end = mid
-        self.segments.insert(self.segments.index(victim) + 1, new)
-        self.splits += 1
-        return new
+        return self._split(victim, mid, worker)
 
 
 class HashCursor:

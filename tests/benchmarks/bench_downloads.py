@@ -10,6 +10,10 @@ and the CPU its progress reporting costs, and writes tests/artifacts/bench_downl
 
     python -m tests.benchmarks.bench_downloads --size 256M
     python -m tests.benchmarks.bench_downloads --size 1G --rate 20M --latency 0.05
+    python -m tests.benchmarks.bench_downloads --repeat 7 --tools aria2c,python,python@/tmp/old
+
+On a busy machine use ``--repeat`` ≥ 5: the tools alternate round by round, and "paired"
+is the median of the per-round ratios, which other load on the machine skews least.
 """
 
 from __future__ import annotations
@@ -125,12 +129,23 @@ def child(args: argparse.Namespace) -> None:
                 "stats": getattr(engine, "last_stats", {})}
 
     report = asyncio.run(run())
-    report["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["rss_mb"] = peak_rss_kb() / 1024
     print("RESULT " + json.dumps(report), flush=True)
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so
+    a child would report the size of the process that forked it."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # ---- parent --------------------------------------------------------------------------
 def run_tool(tool: str, url: str, out: Path, size: int, workdir: Path) -> dict[str, Any]:
+    tree = ""
     if tool == "curl":
         cmd = ["curl", "-s", "-S", "-f", "-o", str(out), url]
     elif tool == "aria2c":
@@ -139,10 +154,12 @@ def run_tool(tool: str, url: str, out: Path, size: int, workdir: Path) -> dict[s
                "--console-log-level=warn", "--summary-interval=0", "--download-result=hide",
                url]
     else:
+        # "python@DIR": the Python engine of another checkout (before/after comparisons).
+        tool, _, tree = tool.partition("@")
         cmd = [sys.executable, "-m", "tests.benchmarks.bench_downloads", "--child", tool,
                "--url", url, "--out", str(out), "--size", str(size), "--workdir", str(workdir)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, cwd=tree or REPO, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -150,6 +167,39 @@ def run_tool(tool: str, url: str, out: Path, size: int, workdir: Path) -> dict[s
         return {"seconds": wall}
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     return json.loads(line[7:])
+
+
+def bench_one(tool: str, profile: str, i: int, root: Path, work: Path, size: int, rate: int,
+              args: argparse.Namespace) -> dict[str, Any]:
+    """One run of ``tool`` against a fresh server process; adds what the server saw and the
+    CPU the server spent (a Python server on a small machine can be the bottleneck)."""
+    out = work / "dl" / f"{tool.replace('/', '_')}-{profile}-{i}.bin"
+    out.parent.mkdir(exist_ok=True)
+    out.unlink(missing_ok=True)
+    with RangeServerProcess(root, rate=rate, latency=args.latency, profile=profile,
+                            slow_fraction=args.slow_fraction,
+                            slow_factor=args.slow_factor) as srv:
+        assert srv.proc is not None
+        cpu0 = _proc_cpu(srv.proc.pid)
+        r = run_tool(tool, srv.url("model.bin"), out, size, work)
+        r["server_cpu_s"] = _proc_cpu(srv.proc.pid) - cpu0
+        log = srv.requests("model.bin")
+    r["ok"] = sha256_of(out) == args.expected
+    sent = sum(x["bytes_sent"] for x in log)
+    r["requests"] = len(log)
+    r["slow_share"] = sum(x["bytes_sent"] for x in log if x["slow"]) / max(1, sent)
+    r["overhead_bytes"] = sent - size
+    out.unlink(missing_ok=True)
+    return r
+
+
+def _proc_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slow-fraction", type=float, default=0.25)
     ap.add_argument("--slow-factor", type=float, default=10.0)
     ap.add_argument("--profiles", default="uniform,heterogeneous")
-    ap.add_argument("--tools", default="curl,aria2c,python,aria2-engine")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool (median reported)")
+    ap.add_argument("--tools", default="curl,aria2c,python,aria2-engine",
+                    help="comma-separated; python@DIR runs the Python engine of the checkout "
+                    "at DIR (before/after comparisons)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds; each runs every tool once, in turn (medians reported)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out-json", default=str(REPO / "tests" / "artifacts" /
                                              "bench_downloads.json"))
@@ -192,34 +245,24 @@ def main(argv: list[str] | None = None) -> int:
     root = work / "srv"
     root.mkdir(exist_ok=True)
     print(f"making a {size / (1 << 20):.0f} MiB file ...", flush=True)
-    expected = make_file(root / "model.bin", size)
+    args.expected = make_file(root / "model.bin", size)
     results: list[dict[str, Any]] = []
     try:
         for profile in args.profiles.split(","):
+            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+            # Rounds alternate the tools (A/B/A/B...), so load from other work on the machine
+            # hits every tool alike instead of one tool's whole series.
+            for i in range(args.repeat):
+                for tool in tools:
+                    r = bench_one(tool, profile, i, root, work, size, rate, args)
+                    runs[tool].append(r)
+                    print(f"  {profile:13} {tool:13} {r['seconds']:7.2f} s  ok={r['ok']}  "
+                          f"server CPU {r['server_cpu_s']:.2f} s", flush=True)
             for tool in tools:
-                runs = []
-                for i in range(args.repeat):
-                    out = work / "dl" / f"{tool}-{profile}-{i}.bin"
-                    out.parent.mkdir(exist_ok=True)
-                    out.unlink(missing_ok=True)
-                    with RangeServerProcess(root, rate=rate, latency=args.latency,
-                                            profile=profile, slow_fraction=args.slow_fraction,
-                                            slow_factor=args.slow_factor) as srv:
-                        r = run_tool(tool, srv.url("model.bin"), out, size, work)
-                        log = srv.requests("model.bin")
-                    r["ok"] = sha256_of(out) == expected
-                    sent = sum(x["bytes_sent"] for x in log)
-                    r["requests"] = len(log)
-                    r["slow_share"] = sum(x["bytes_sent"] for x in log if x["slow"]) / max(1, sent)
-                    r["overhead_bytes"] = sent - size
-                    out.unlink(missing_ok=True)
-                    runs.append(r)
-                    print(f"  {profile:13} {tool:13} {r['seconds']:7.2f} s  ok={r['ok']}",
-                          flush=True)
-                med = statistics.median(x["seconds"] for x in runs)
-                best = dict(min(runs, key=lambda x: abs(x["seconds"] - med)))
+                med = statistics.median(x["seconds"] for x in runs[tool])
+                best = dict(min(runs[tool], key=lambda x: abs(x["seconds"] - med)))
                 best.update(tool=tool, profile=profile, seconds=med,
-                            all_seconds=[x["seconds"] for x in runs])
+                            all_seconds=[round(x["seconds"], 3) for x in runs[tool]])
                 results.append(best)
     finally:
         if own:
@@ -227,15 +270,20 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"{size / (1 << 20):.0f} MiB, {rate / 1e6:.0f} MB/s per connection, "
-          f"{args.latency * 1000:.0f} ms first byte; ratio = raw aria2c time / tool time; "
+          f"{args.latency * 1000:.0f} ms first byte; ratio = raw aria2c time / tool time (of medians; "
+          "paired: median of per-round ratios); "
           "+verify = time until a verified file (sdpanel engines)")
-    print(f"{'profile':13} {'tool':13} {'time s':>8} {'MB/s':>8} {'ratio':>6} {'slow%':>6} "
+    print(f"{'profile':13} {'tool':13} {'time s':>8} {'MB/s':>8} {'ratio':>6} {'paired':>6} {'slow%':>6} "
           f"{'reqs':>5} {'+verify':>8}  notes")
     verdicts: dict[str, Any] = {}
     for r in results:
         base = next((x for x in results if x["profile"] == r["profile"]
                      and x["tool"] == "aria2c"), None)
         r["ratio_vs_aria2c"] = base["seconds"] / r["seconds"] if base else None
+        # Per round (same load on the machine for both): steadier than a ratio of medians.
+        r["paired_ratio"] = statistics.median(
+            a / b for a, b in zip(base["all_seconds"], r["all_seconds"], strict=True)
+        ) if base else None
         notes = []
         if "rss_mb" in r:
             notes.append(f"peak RSS {r['rss_mb']:.0f} MB")
@@ -246,15 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         if r.get("stats", {}).get("splits") is not None:
             notes.append(f"{r['stats']['splits']} splits")
         ratio = f"{r['ratio_vs_aria2c']:.2f}" if r["ratio_vs_aria2c"] else "-"
+        paired = f"{r['paired_ratio']:.2f}" if r["paired_ratio"] else "-"
         # Time to a verified file: the engine's time plus the hash pass it left to the queue.
         verify = f"{r['seconds'] + r['verify_s']:.2f}" if "verify_s" in r else "-"
         print(f"{r['profile']:13} {r['tool']:13} {r['seconds']:8.2f} "
-              f"{size / r['seconds'] / 1e6:8.1f} {ratio:>6} {100 * r['slow_share']:5.1f}% "
-              f"{r['requests']:5d} {verify:>8}  {'; '.join(notes)}"
+              f"{size / r['seconds'] / 1e6:8.1f} {ratio:>6} {paired:>6} {100 * r['slow_share']:5.1f}% "
+              f"{r['requests']:5d} {verify:>8}  server CPU {100 * r['server_cpu_s'] / r['seconds']:.0f}%"
+              f"{'; ' if notes else ''}{'; '.join(notes)}"
               f"{'' if r['ok'] else '  SHA MISMATCH'}")
         key = f"{r['tool']}/{r['profile']}"
         if key in TARGETS and r["ratio_vs_aria2c"] is not None:
-            verdicts[key] = {"ratio": r["ratio_vs_aria2c"], "target": TARGETS[key],
+            verdicts[key] = {"ratio": r["ratio_vs_aria2c"], "paired": r["paired_ratio"],
+                             "target": TARGETS[key],
                              "met": r["ratio_vs_aria2c"] >= TARGETS[key]}
         if r["tool"] == "python":
             verdicts[f"python/{r['profile']}/rss"] = {"mb": r["rss_mb"], "target": 200,

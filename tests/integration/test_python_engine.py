@@ -113,6 +113,37 @@ async def test_work_stealing_keeps_slow_connections_minor(tmp_path: Path) -> Non
     assert len(stolen) >= 2, "no request started inside another's range: nothing was stolen"
 
 
+async def test_slow_connection_never_holds_up_the_hash(tmp_path: Path) -> None:
+    """A slow connection holding a range near the start would stall the SHA-256 cursor
+    there, leaving most of the file to hash after the last byte: a fast connection takes
+    that range over early, and the slow one moves to the end of the file."""
+    data = rand(48 * MiB)
+    with RangeServer(rate=8 * MiB, profile="heterogeneous") as srv:
+        srv.add_file("g.bin", data)
+        run = Run(srv.url("g.bin"), tmp_path / "g.part", data, connections=8)
+        eng = engine()
+        t0 = time.time()
+        res = await run.go(eng)
+        took = time.time() - t0
+        await eng.close()
+        log = srv.requests("g.bin")
+    assert res.sha256 == run.t.sha256
+    ranged = [r for r in log if r["start"] is not None and r["range"] != "bytes=0-0"]
+    firsts = [next(r for r in ranged if r["conn"] == c)
+              for c in sorted({r["conn"] for r in ranged if r["slow"]})]
+    early = [r for r in firsts if r["start"] < len(data) // 2]
+    assert early, "no slow connection started in the first half: the test proves nothing"
+    for first in early:
+        takeover = [r for r in ranged if not r["slow"] and r["t"] > first["t"]
+                    and first["start"] < r["start"] <= first["end"]]
+        assert takeover, f"nobody took over the slow connection's range {first['range']}"
+        assert takeover[0]["t"] - t0 < 0.6 * took, (takeover[0]["t"] - t0, took)
+    # Later requests of slow connections are for the file's end.
+    later = [r for r in ranged if r["slow"] and r not in firsts]
+    assert all(r["start"] >= len(data) // 2 for r in later), later
+    assert eng.last_stats["hash_tail_bytes"] <= len(data) // 2, eng.last_stats
+
+
 async def test_server_ignoring_ranges_gives_one_stream(server: RangeServer,
                                                        tmp_path: Path) -> None:
     data = rand(5 * MiB)
@@ -355,8 +386,14 @@ def test_memory_bounded_for_a_large_file(tmp_path: Path) -> None:
                              part_path=Path({str(tmp_path / "big.part")!r}), size={size})
                 res = await eng.fetch(t, lambda *a: None, lambda: None)
                 await eng.close()
-                print(json.dumps({{"sha": res.sha256,
-                    "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+                # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so it would
+                # report the forking pytest process's size, not this one's.
+                try:
+                    hwm = [int(ln.split()[1]) for ln in open("/proc/self/status")
+                           if ln.startswith("VmHWM:")][0]
+                except OSError:
+                    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                print(json.dumps({{"sha": res.sha256, "rss_kb": hwm}}))
             asyncio.run(main())
         """)
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

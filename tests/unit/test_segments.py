@@ -105,7 +105,15 @@ def test_early_steal_only_for_ranges_outlasting_the_rest() -> None:
     speeds = {0: 20e6, 1: 2e6, 2: 20e6}
     # Worker 1 needs ~10 s for its range; the whole rest needs ~2.2 s at 42 MB/s.
     new = m.steal(2, speeds, latency=0.05, min_piece=MiB, horizon=2.2)
-    assert new is not None and m.segments[1].end - 20 * MiB < 5 * MiB  # it keeps ~2.2 s worth
+    # The slow owner keeps only what arrives while the stealer waits for its first byte
+    # (0.05 s at 2 MB/s, rounded up to 64 KiB): its range no longer stalls the hash cursor.
+    assert new is not None and new.owner == 2 and new.end == 40 * MiB and tiles(m)
+    assert 0 < m.segments[1].end - 20 * MiB <= 2 * (64 << 10)
+    # A slow connection does not take over another slow one's range.
+    m3 = SegmentMap(100 * MiB, [Segment(0, 20 * MiB, 0, owner=0),
+                                Segment(20 * MiB, 40 * MiB, 20 * MiB, owner=1),
+                                Segment(40 * MiB, 100 * MiB, 40 * MiB)])
+    assert m3.steal(3, {**speeds, 3: 2e6}, latency=0.05, min_piece=MiB, horizon=2.2) is None
     # Nothing outlasts a long horizon: no early steal (unassigned ranges come first).
     m2 = SegmentMap(100 * MiB, [Segment(0, 20 * MiB, 0, owner=0), Segment(20 * MiB, 100 * MiB, 20 * MiB)])
     assert m2.steal(2, speeds, latency=0.05, min_piece=MiB, horizon=30.0) is None
@@ -116,3 +124,29 @@ def test_slow_workers_take_ranges_from_the_end() -> None:
     m = SegmentMap.fresh(64 * MiB, 8, MiB)
     assert m.take_unowned(0, from_end=True) is m.segments[-1]
     assert m.take_unowned(1) is m.segments[0]
+
+
+def test_slow_worker_gets_only_what_it_can_finish_in_time() -> None:
+    m = SegmentMap.fresh(64 * MiB, 4, MiB)  # 16 MiB each
+    seg = m.take_unowned(3, from_end=True, limit=2 * MiB)
+    assert seg is not None and seg.owner == 3 and tiles(m) and m.splits == 1
+    assert (seg.start, seg.end) == (62 * MiB, 64 * MiB)
+    rest = m.segments[-2]
+    assert rest.owner is None and (rest.start, rest.end) == (48 * MiB, 62 * MiB)
+    # The next taker in file order is unaffected; a range within the limit is taken whole.
+    assert m.take_unowned(0) is m.segments[0]
+    m2 = SegmentMap.fresh(4 * MiB, 4, MiB)
+    assert m2.take_unowned(3, from_end=True, limit=2 * MiB) is m2.segments[-1]
+    assert m2.splits == 0
+
+
+def test_rounds_shrink_so_the_last_one_is_small() -> None:
+    size = 96 * MiB
+    m = SegmentMap.fresh(size, 12, MiB, rounds=3)  # 4 connections x 3 rounds
+    assert tiles(m) and len(m.segments) == 12
+    sizes = [s.end - s.start for s in m.segments]
+    first, second, last = sizes[:4], sizes[4:8], sizes[8:]
+    assert min(first) > max(second) and min(second) > max(last)
+    # Weights 3:2:1: the last round, hashed only once all of it is done, is 1/6 of the file.
+    assert abs(sum(last) - size / 6) < 16
+    assert [s.end - s.start for s in SegmentMap.fresh(size, 4, MiB).segments] == [24 * MiB] * 4
