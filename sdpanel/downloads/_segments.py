@@ -110,6 +110,12 @@ class SegmentMap:
     def done_bytes(self) -> int:
         return sum(s.done - s.start for s in self.segments)
 
+    def received_bytes(self) -> int:
+        """Bytes read so far, on disk or still in a connection's write buffer: what progress
+        shows, so the bar moves with the network rather than once per buffer flush. Never
+        saved: the state (``to_state``) counts only ``done``, the written bytes."""
+        return sum(max(s.done, min(s.read_pos, s.end)) - s.start for s in self.segments)
+
     def complete(self) -> bool:
         return all(s.finished for s in self.segments)
 

@@ -8,12 +8,11 @@ import hashlib
 import os
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from ._engine import TransferResult
-from ._errors import DownloadError, disk_error, unreachable_error
+from ._errors import disk_error
 
 if TYPE_CHECKING:
     from ._python_engine import _Job
@@ -28,38 +27,23 @@ def _write_hash(fd: int, buf: bytearray, off: int, h: Any) -> int:
 
 async def single_stream(job: _Job, resp: aiohttp.ClientResponse | None, total: int | None
                         ) -> TransferResult:
-    from ._python_engine import _NET_ERRORS, _Expired, _Retry
+    first = [resp]  # the probe's answer serves the first try; each retry asks again
 
-    tries = 0
-    while True:
-        try:
-            if resp is None or resp.status == 206:
-                if resp is not None:
-                    resp.close()
-                resp = await job.request(None, None)
-                if resp.status != 200:
-                    raise await job.status_error(resp)
-            if resp.status == 416:  # "bytes */0": an empty file
+    async def attempt() -> TransferResult:
+        nonlocal total
+        resp = first.pop() if first else None
+        if resp is None or resp.status == 206:
+            if resp is not None:
                 resp.close()
-                total = 0
-            return await _stream_once(job, resp, total)
-        except _Expired:
-            resp = None
-            await job.refresh(job.url_gen)
-            continue
-        except _Retry as exc:
-            err = exc.err
-        except aiohttp.ClientPayloadError as exc:
-            err = DownloadError("truncated", f"The connection to {urlsplit(job.url).hostname} "
-                                f"kept breaking mid-transfer ({exc}): resume later.")
-        except _NET_ERRORS as exc:
-            err = unreachable_error(job.url, exc)
-        resp = None
-        tries += 1
-        job.stats["retries"] += 1
-        if tries >= job.eng.max_tries:
-            raise err
-        await asyncio.sleep(job.eng.delay(tries, err))
+            resp = await job.request(None, None)
+            if resp.status != 200:
+                raise await job.status_error(resp)
+        if resp.status == 416:  # "bytes */0": an empty file
+            resp.close()
+            total = 0
+        return await _stream_once(job, resp, total)
+
+    return await job.retrying(attempt)
 
 
 async def _stream_once(job: _Job, resp: aiohttp.ClientResponse, total: int | None
@@ -93,13 +77,16 @@ async def _stream_once(job: _Job, resp: aiohttp.ClientResponse, total: int | Non
                     raise disk_error(exc, t.part_path) from None
                 buf = bytearray()
                 now = time.monotonic()
-                if now - last_prog >= 0.2:
-                    job.progress(done, total, done / max(now - t0, 1e-6))
-                    last_prog = now
                 if total and now - last_save >= 1.0:
                     t.state["segments"] = [[0, total, done]]
                     job.save_state()
                     last_save = now
+            now = time.monotonic()
+            if now - last_prog >= 0.2:
+                # Received, not only written: a slow stream fills the buffer for seconds.
+                got = done + len(buf)
+                job.progress(got, total, got / max(now - t0, 1e-6))
+                last_prog = now
             if not data:
                 break
     finally:

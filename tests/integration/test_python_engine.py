@@ -328,6 +328,70 @@ async def test_cancel_then_resume_fetches_no_done_range_again(tmp_path: Path) ->
             assert r["end"] < a or r["start"] >= d, f"refetched done bytes {a}-{d}: {r}"
 
 
+class WatchedRun(Run):
+    """A run that also records, with each progress report, how many bytes the saved state
+    claimed as written then, and checks at every save that each claimed byte is on disk."""
+
+    def __init__(self, url: str, part: Path, data: bytes, **kw: Any) -> None:
+        super().__init__(url, part, data, **kw)
+        self.data = data
+        self.reports: list[tuple[int, int]] = []
+        self.unwritten_claims: list[tuple[int, int]] = []
+
+    def written(self) -> int:
+        return sum(d - a for a, _, d in self.journal.get("segments") or [])
+
+    def _save(self) -> None:
+        super()._save()
+        on_disk = self.t.part_path.read_bytes()
+        self.unwritten_claims += [(a, d) for a, _, d in self.journal.get("segments") or []
+                                  if on_disk[a:d] != self.data[a:d]]
+
+    async def go(self, eng: PythonEngine) -> TransferResult:
+        def progress(done: int, total: int | None, speed: float) -> None:
+            self.progress.append((done, total, speed))
+            self.reports.append((done, self.written()))
+
+        return await eng.fetch(self.t, progress, self._save)
+
+
+@pytest.mark.parametrize("mode", ["ranges", "single"])
+async def test_progress_moves_with_received_bytes_state_claims_only_written(
+        tmp_path: Path, mode: str) -> None:
+    """At ~300 kB/s a connection takes seconds to fill its 1 MiB write buffer: the progress
+    bar must move as bytes arrive, not sit still and jump at each flush, while the saved
+    state (what a resume trusts) never claims a byte that is not on disk."""
+    data = rand(4 * MiB)
+    with RangeServer(rate=300_000) as srv:
+        srv.add_file("w.bin", data)
+        if mode == "single":
+            srv.add_fault("w.bin", Fault("ignore_range", times=None))
+        run = WatchedRun(srv.url("w.bin"), tmp_path / "w.part", data, connections=2)
+        eng = engine()
+        task = asyncio.ensure_future(run.go(eng))
+        deadline = time.monotonic() + 60
+        while run.written() == 0:  # until a first buffer is written and saved
+            if task.done():
+                task.result()
+            assert time.monotonic() < deadline, run.progress
+            await asyncio.sleep(0.05)
+        # Cancelled with buffers half full: those bytes were reported but must not be saved.
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await eng.close()
+    assert eng.last_stats["mode"] == mode
+    assert run.unwritten_claims == []
+    dones = [d for d, _ in run.reports]
+    assert dones == sorted(dones)
+    # Old behaviour: done stayed 0 until the first 1 MiB write, then jumped by ≥ 1 MiB.
+    before_first_write = {d for d, claimed in run.reports if claimed == 0 and 0 < d < MiB}
+    assert len(before_first_write) >= 4, run.reports
+    # Received runs ahead of written, never behind it.
+    assert all(d >= claimed for d, claimed in run.reports), run.reports
+    assert 0 < run.written() <= len(data)
+
+
 async def test_html_page_fails_cleanly(server: RangeServer, tmp_path: Path) -> None:
     server.add_file("p.safetensors", rand(MiB))
     server.add_fault("p.safetensors", Fault("html", times=None))
