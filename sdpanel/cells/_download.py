@@ -72,6 +72,9 @@ def download(**params: Any) -> list[dict[str, Any]] | None:
     settings = current_settings(**params)
     chosen = selection(settings)
     if not chosen:
+        if not is_headless():  # models picked on the Models tab are queued already: show them
+            _show_panel()
+            return None
         print("Downloads: nothing selected (set MODEL_PRESETS or MODEL_LINKS in the Settings cell, "
               "or pick models in the Panel's Models tab).")
         return None
@@ -96,12 +99,22 @@ def download(**params: Any) -> list[dict[str, Any]] | None:
 
         raise DownloadCellError(redact(str(exc)) or type(exc).__name__) from None
     print(download_summary(items, problems))
-    failed = [i["name"] for i in items if i["state"] != "done"] + [w for w, _ in problems]
-    if failed:
-        names = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
-        raise DownloadCellError(f"{len(failed)} of {len(items) + len(problems)} downloads failed ({names}); "
-                                "the reasons are listed above.")
+    failures = [(i["name"], i.get("error") or f"ended {i['state']}") for i in items if i["state"] != "done"]
+    failures += list(problems)
+    if failures:
+        raise DownloadCellError(failure_sentence(failures, len(items) + len(problems)))
     return items
+
+
+def failure_sentence(failures: Sequence[tuple[str, str]], total: int) -> str:
+    """The cell's last line: how many failed, which, and the first one's cause and fix (the
+    reasons say what to do), so a single problem needs no scrolling back."""
+    from sdpanel.settings import redact
+
+    names = ", ".join(n for n, _ in failures[:3]) + (f" and {len(failures) - 3} more" if len(failures) > 3 else "")
+    reason = " ".join(failures[0][1].split()).removeprefix("not queued: ").rstrip(".")
+    rest = "; the other reasons are listed above" if len(failures) > 1 else ""
+    return redact(f"{len(failures)} of {total} downloads failed ({names}): {reason}{rest}.")
 
 
 async def _add_and_wait(queue: Any, specs: list[Any]) -> list[dict[str, Any]]:

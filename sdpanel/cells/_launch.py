@@ -131,6 +131,11 @@ def _launch_headless(settings: Any, label: str) -> Any:
         raise LaunchCellError(launch_error_sentence(label, exc)) from None
     # The summary carries the tunnel passwords: the one place a headless run shows them.
     print(res.summary())
+    platform = detect_platform()
+    if platform.reach == "tunnel" and not res.tunnels:
+        # Colab / Kaggle: 127.0.0.1 is the notebook's machine, not the user's.
+        print(f"Launch: on {platform.label} your browser cannot open the local link; set TUNNEL "
+              '(e.g. "cloudflared") in the Settings cell and run this cell again.')
     if settings.keep_alive:
         print(f"Launch: keeping this cell running while {label} runs (KEEP_ALIVE); stop it with "
               f"`sdpanel stop {settings.webui}` or interrupt the kernel.", flush=True)

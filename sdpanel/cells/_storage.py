@@ -49,6 +49,9 @@ def storage(**params: Any) -> str | None:
         panel = Panel()
         # The cell's purpose is this tab; the browser owns the choice from here on.
         panel.active_tab = "storage"
+        tab = getattr(panel, "_sdp_storage", None)
+        if tab is not None:  # the shared panel's report dates from its creation: scan again
+            tab.refresh()
         display(panel)
         return None
     from sdpanel.runtime import get_runtime

@@ -9,6 +9,7 @@ from ._generator import code_cell
 
 ORDER = 4
 
+# The trailing ";" keeps IPython from echoing the return value under the printed summary.
 SOURCE = """#@title 4. Launch: install and start the WebUI, then open its links
 # Starts only when LAUNCH is ticked in the Settings cell (an install downloads gigabytes).
 # Interactive: returns at once; install / start / stop and the links are on the Panel's Launch tab.
@@ -16,7 +17,7 @@ SOURCE = """#@title 4. Launch: install and start the WebUI, then open its links
 # KEEP_ALIVE, keeps running while the WebUI does.
 import sdpanel.cells
 
-sdpanel.cells.launch()"""
+sdpanel.cells.launch();"""
 
 
 def build() -> NotebookNode:

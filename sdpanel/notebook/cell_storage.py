@@ -9,11 +9,12 @@ from ._generator import code_cell
 
 ORDER = 5
 
+# The trailing ";" keeps IPython from echoing the return value under the printed summary.
 SOURCE = """#@title 5. Storage: usage, duplicates, cleaner
 # What to clean headless: CLEAN_LEFTOVERS / CLEAN_CACHES in the Settings cell.
 import sdpanel.cells
 
-sdpanel.cells.storage()"""
+sdpanel.cells.storage();"""
 
 
 def build() -> NotebookNode:

@@ -121,11 +121,13 @@ def _pick(candidates: list[Mapping[str, str]], fs: Path, env: Mapping[str, str],
 
 
 def detect_platform(env: Mapping[str, str] | None = None,
-                    fs_root: str | os.PathLike[str] = "/") -> PlatformInfo:
+                    fs_root: str | os.PathLike[str] | None = None) -> PlatformInfo:
     """Detect the host from the platform table's markers. ``SDPANEL_PLATFORM`` forces a
-    row by name; ``SDPANEL_STORAGE`` sets the storage root."""
+    row by name; ``SDPANEL_STORAGE`` sets the storage root. ``fs_root`` None: the
+    environment's ``SDPANEL_FS_ROOT`` (tests fake a host's folders in a temporary root that
+    a notebook kernel must see too), else "/"."""
     environ = os.environ if env is None else env
-    fs = Path(fs_root)
+    fs = Path(fs_root if fs_root is not None else (environ.get("SDPANEL_FS_ROOT") or "/"))
     rows = platform_rows()
     forced = (environ.get("SDPANEL_PLATFORM") or "").strip().lower()
     if forced and forced != "auto":

@@ -66,6 +66,9 @@ class Settings:
         "Public tunnel to the WebUI (needed on Colab and Kaggle)", TUNNELS))
     gpu_index: int = field(default=0, metadata=_meta("GPU the WebUI runs on", minimum=0))
     launch_args: str = field(default="", metadata=_meta("Extra WebUI command-line arguments"))
+    webui_package_url: str = field(default="", metadata=_meta(
+        "WebUI package archive (.zip/.tar.zst/.tar.lz4 URL) installed instead of the registry's "
+        "sources (mirrors and tests)", param=False))
     webui_port: int = field(default=0, metadata=_meta(
         "Port of the WebUI (0: pick a free one)", param=False, minimum=0))
     launch: bool = field(default=False, metadata=_meta(

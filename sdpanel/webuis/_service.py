@@ -120,6 +120,7 @@ class WebUIService:
         info = webui_info(webui)
         target = self.webui_dir(webui)
         target.parent.mkdir(parents=True, exist_ok=True)
+        source = source or _configured_package_url(self.storage)
         packages = [source] if source and _is_package(source) else ([] if source else info.packages)
         result: InstallResult | None = None
         for url in packages:
@@ -252,6 +253,17 @@ class WebUIService:
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - 256 * 1024))
             return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+def _configured_package_url(storage: StorageRoot) -> str | None:
+    """The ``webui_package_url`` setting (``SDPANEL_WEBUI_PACKAGE_URL``: a mirror or a local
+    server), used when an install names no source."""
+    from sdpanel.settings import load_settings
+
+    try:
+        return load_settings(storage.path).webui_package_url or None
+    except ValueError:  # a bad setting elsewhere is reported where it is used, not here
+        return None
 
 
 def _is_package(source: str) -> bool:
