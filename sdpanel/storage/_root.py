@@ -23,12 +23,15 @@ STATE_DIR = ".sdpanel"
 class InsufficientSpaceError(OSError):
     """Raised before a large write that would not fit. The message names the shortfall."""
 
-    def __init__(self, path: Path, needed: int, free: int, what: str = "") -> None:
+    def __init__(self, path: Path, needed: int, free: int, what: str = "", reserve: int = 0) -> None:
+        """``needed`` includes ``reserve``, the space kept free for the system, which the
+        message names apart so a small file does not read as a big one."""
         self.path, self.needed, self.free = path, needed, free
         label = f" for {what}" if what else ""
         super().__init__(path)
+        wanted = human_bytes(needed - reserve) + (f" plus {human_bytes(reserve)} kept free" if reserve else "")
         self.message = (
-            f"Not enough disk space{label} on {path}: needs {human_bytes(needed)}, "
+            f"Not enough disk space{label} on {path}: needs {wanted}, "
             f"{human_bytes(free)} free (short by {human_bytes(needed - free)}). "
             "Free space with `sdpanel clean` or point SDPANEL_STORAGE at a bigger disk."
         )
@@ -69,7 +72,7 @@ def ensure_free_space(path: str | os.PathLike[str], needed: int, what: str = "",
     so the system keeps breathing) fit on the file system of ``path``."""
     free = free_bytes(path)
     if needed + reserve > free:
-        raise InsufficientSpaceError(Path(path), needed + reserve, free, what)
+        raise InsufficientSpaceError(Path(path), needed + reserve, free, what, reserve)
 
 
 @dataclass(frozen=True)

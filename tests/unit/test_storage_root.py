@@ -82,6 +82,17 @@ def test_ensure_free_space_names_the_shortfall(tmp_path: Path, monkeypatch: pyte
     assert err.value.needed - err.value.free == 3 * 1024**3
 
 
+def test_shortfall_names_the_reserve_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small file on a nearly full disk: the message must not read as if the file were
+    as big as the space kept free for the system."""
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(_root.shutil, "disk_usage", lambda p: usage(100 * 1024**3, 99 * 1024**3, 100 * 1024**2))
+    with pytest.raises(InsufficientSpaceError) as err:
+        ensure_free_space(tmp_path, 4096, what="tiny.json", reserve=256 * 1024**2)
+    message = str(err.value)
+    assert "needs 4.0 KiB plus 256.0 MiB kept free" in message and "100.0 MiB free" in message
+
+
 def test_free_bytes_walks_up_to_an_existing_parent(tmp_path: Path) -> None:
     assert free_bytes(tmp_path / "a" / "b") > 0
     assert not (tmp_path / "a").exists()  # asking never creates folders
