@@ -297,6 +297,13 @@ def stop_started(storage: Path) -> list[str]:
             os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(psutil.Error):
             proc.wait(10)
+        # A tunnel record also names the login proxy in front of the WebUI (its own process).
+        proxy_pid = rec.get("proxy_pid")
+        with contextlib.suppress(psutil.Error, OSError, TypeError, ValueError):
+            proxy = psutil.Process(int(proxy_pid))
+            if "sdpanel.webuis._proxy" in proxy.cmdline():
+                os.killpg(proxy.pid, signal.SIGTERM)
+                proxy.wait(10)
         stopped.append(rec_path.stem)
     return stopped
 
