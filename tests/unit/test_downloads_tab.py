@@ -14,6 +14,7 @@ import pytest
 
 from sdpanel.panels._downloads_tab import DownloadsController, compact_row, totals
 from sdpanel.runtime import ErrorEvent, ProgressEvent, StateEvent, get_runtime
+from tests.fixtures.waiting import wait_for
 
 
 class FakePanel:
@@ -64,15 +65,6 @@ def view(id: str, state: str = "active", done: int = 0, total: int | None = 1000
     return {"id": id, "name": f"{id}.safetensors", "kind": "loras", "state": state, "done": done,
             "total": total, "speed": 0.0, "eta": None, "error": None, "reason": None, "sha256": None,
             "added": float(len(id)), **kw}
-
-
-def wait_for(cond: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

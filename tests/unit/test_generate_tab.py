@@ -9,7 +9,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sdpanel.panels._generate_tab import GenerateController
 from sdpanel.runtime import get_runtime
 from sdpanel.storage import StorageRoot
 from tests.fixtures.stub_comfyui import StubComfyUI
+from tests.fixtures.waiting import wait_for
 
 
 class FakePanel:
@@ -44,16 +45,6 @@ class FakePanel:
 
     def messages(self, kind: str) -> list[tuple[dict[str, Any], list[bytes]]]:
         return [(m, b) for m, b in self.sent if m.get("type") == kind]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or cond}")
 
 
 def data_url(png: bytes) -> str:

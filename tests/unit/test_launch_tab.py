@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from sdpanel.storage import StorageRoot
 from sdpanel.webuis import WebUIService, free_port
 from tests.fixtures.range_server import RangeServer
 from tests.fixtures.stub_tunnels import install_stub_tools
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.webui_packages import build_tree, make_zip
 
 TRAITS = ("launch_webuis", "launch_status", "launch_log", "launch_webui")
@@ -53,16 +53,6 @@ class FakePanel:
 
     def traits_json(self) -> str:
         return json.dumps({t: getattr(self, t) for t in TRAITS})
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or cond}")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ and errors → the panel's error state → Retry."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from sdpanel.panels._models_tab import ModelsController
 from sdpanel.panels._services import downloads_queue
 from sdpanel.runtime import get_runtime
 from tests.fixtures.civitai_server import CivitAIServer
+from tests.fixtures.waiting import wait_for
 
 
 class FakeMonitor:
@@ -54,15 +54,6 @@ def panel(storage: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Panel]:
 
 def ctl(p: Panel) -> ModelsController:
     return p._sdp_models  # type: ignore[attr-defined,no-any-return]
-
-
-def wait_for(pred: Any, timeout: float = 15.0, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or pred}")
 
 
 def act(p: Panel, action: str, **payload: Any) -> None:

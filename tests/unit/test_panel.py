@@ -4,7 +4,6 @@ and the shape of the built front end."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 import traitlets
 
 from sdpanel.panels import Panel, register_tab, registered_tabs, unregister_tab
+from tests.fixtures.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PLANTED = "sdp_test_tok_8d1f0c2a9e"
@@ -48,15 +48,6 @@ def sent(p: Panel, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     monkeypatch.setattr(p, "send", lambda content, buffers=None: messages.append(content))
     return messages
-
-
-def wait_for(pred: Any, timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_shell_traits_are_synced(panel: Panel) -> None:

@@ -15,6 +15,7 @@ import pytest
 from sdpanel.panels import Panel
 from sdpanel.panels._storage_tab import MODEL_CAP, criteria_from, usage_traits
 from sdpanel.storage import StorageRoot, usage_report
+from tests.fixtures.waiting import wait_for
 
 MiB = 1024 * 1024
 
@@ -59,15 +60,6 @@ def panel(store: StorageRoot) -> Iterator[Panel]:
         yield p
     finally:
         p.close()
-
-
-def wait_for(pred: Any, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def intent(p: Panel, action: str, **payload: Any) -> None:
