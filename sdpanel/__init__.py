@@ -6,13 +6,6 @@ or grouped in sub-packages by service.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("sdpanel")
-except PackageNotFoundError:  # running from a checkout without install
-    __version__ = "0.0.0+source"
-
 from typing import TYPE_CHECKING, Any
 
 from sdpanel.runtime import get_runtime
@@ -28,7 +21,21 @@ _LAZY = {
 }
 
 
+def _version() -> str:
+    # importlib.metadata pulls in zipfile, email, ssl ...: only when someone asks (--version).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sdpanel")
+    except PackageNotFoundError:  # running from a checkout without install
+        return "0.0.0+source"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+        globals()["__version__"] = value
+        return value
     if name == "generate":
         # The sub-package is itself callable: sdpanel.generate("a cat", checkpoint=...).
         import importlib

@@ -14,14 +14,28 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import sdpanel
+class _VersionAction(argparse.Action):
+    """``--version``: reads the installed version only when asked (importlib.metadata
+    costs tens of milliseconds of start-up every other command would pay)."""
 
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        import sdpanel
+
+        print(f"sdpanel {sdpanel.__version__}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdpanel",
         description="Stable Diffusion from a notebook: status, notebook, lab and more.",
     )
-    parser.add_argument("--version", action="version", version=f"sdpanel {sdpanel.__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("cmd_"):

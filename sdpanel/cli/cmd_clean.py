@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from sdpanel.storage import apply_clean, cache_dirs, kind_ids, plan_clean
-
-from .cmd_storage import resolve_store
+from ._lazy import choices_from
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -26,20 +24,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Choose models by kind, size, age or 'unused'; criteria combine (AND). "
                     "Without --yes nothing changes: the preview lists paths and bytes.")
     p.add_argument("files", nargs="*", metavar="FILE", help="model files to delete")
-    p.add_argument("--kind", action="append", choices=kind_ids(), help="models of this kind")
+    p.add_argument("--kind", action="append", choices=choices_from("sdpanel.storage", "kind_ids"),
+                   metavar="KIND", help="models of this kind: %(choices)s")
     p.add_argument("--older-than", type=float, metavar="DAYS", help="not modified for DAYS")
     p.add_argument("--larger-than", type=parse_size, metavar="SIZE", help="bigger than SIZE")
     p.add_argument("--unused", action="store_true", help="kinds no linked WebUI sees")
     p.add_argument("--leftovers", action="store_true",
                    help=".part/.aria2 leftovers and broken symlinks in the store")
-    p.add_argument("--cache", action="append", choices=sorted(cache_dirs()), default=[],
-                   help="also empty this cache")
+    p.add_argument("--cache", action="append", choices=choices_from("sdpanel.storage", "cache_dirs", sort=True), default=[],
+                   metavar="CACHE", help="also empty this cache: %(choices)s")
     p.add_argument("--yes", action="store_true", help="delete without asking")
     p.add_argument("--storage", metavar="PATH", help="storage root (default: detected)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdpanel.storage import apply_clean, plan_clean
+
+    from .cmd_storage import resolve_store
+
     root, _ = resolve_store(args.storage)
     if not (args.files or args.kind or args.older_than is not None or args.larger_than is not None
             or args.unused or args.leftovers or args.cache):

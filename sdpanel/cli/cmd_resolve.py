@@ -7,8 +7,6 @@ import argparse
 import json
 import sys
 
-from sdpanel.sources import ResolveContext, SourceError, resolve_link_sync
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("resolve", help="resolve a CivitAI/Hugging Face link, AIR, preset:ID or URL")
@@ -21,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from sdpanel.settings import redact
+    from sdpanel.sources import ResolveContext, SourceError, resolve_link_sync
     from sdpanel.storage import human_bytes, kind_ids
 
     if args.kind and args.kind not in kind_ids():

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sdpanel.sources import PERIODS, SORTS, ResolveContext, SearchPage, SourceError
+from ._lazy import choices_from
+
+if TYPE_CHECKING:
+    from sdpanel.sources import SearchPage
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,8 +21,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="model type (repeatable): Checkpoint, LORA, VAE, Controlnet ...")
     p.add_argument("--base", action="append", dest="bases", metavar="B",
                    help='base model (repeatable): "SD 1.5", "SDXL 1.0", Pony, Illustrious, "Flux.1 D"')
-    p.add_argument("--sort", choices=SORTS, metavar="S", help=f"one of: {', '.join(SORTS)}")
-    p.add_argument("--period", choices=PERIODS, metavar="P", help=f"one of: {', '.join(PERIODS)}")
+    p.add_argument("--sort", choices=choices_from("sdpanel.sources", "SORTS", call=False), metavar="S",
+                   help="one of: %(choices)s")
+    p.add_argument("--period", choices=choices_from("sdpanel.sources", "PERIODS", call=False), metavar="P",
+                   help="one of: %(choices)s")
     p.add_argument("--nsfw", action="store_true", help="include NSFW models")
     p.add_argument("--limit", type=int, default=20, help="results per page (max 100)")
     p.add_argument("--cursor", help="continue from a previous page's cursor")
@@ -58,6 +63,7 @@ def _query_parts(text: str) -> tuple[str | None, str | None, str | None]:
 def run(args: argparse.Namespace) -> int:
     from sdpanel.runtime import get_runtime
     from sdpanel.settings import redact
+    from sdpanel.sources import ResolveContext, SourceError
     from sdpanel.storage import human_bytes
 
     ctx = ResolveContext.from_settings(storage_root=args.storage)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from sdpanel.status import format_status, gather_status
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("status", help="show platform, GPU, disk and sdpanel processes")
@@ -16,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from sdpanel.status import format_status, gather_status
+
     status = gather_status(args.storage)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0

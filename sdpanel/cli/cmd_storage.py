@@ -5,20 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sdpanel.storage import (
-    StorageRoot,
-    dedup,
-    format_report,
-    link_webui,
-    unlink_webui,
-    usage_report,
-    webui_ids,
-)
+from ._lazy import LazyHelp, choices_from
+
+if TYPE_CHECKING:
+    from sdpanel.storage import StorageRoot
 
 
 def resolve_store(arg: str | None) -> tuple[StorageRoot, Path | None]:
     """The store (``--storage`` wins, else the detected platform's) and the work dir."""
+    from sdpanel.storage import StorageRoot
+
     work: Path | None = None
     try:
         from sdpanel.platforms import detect_platform
@@ -51,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         q = sub.add_parser(verb, help=text)
         q.add_argument("webui_dir", metavar="WEBUI_DIR", help="the WebUI's install folder")
         q.add_argument("--webui", required=True, metavar="NAME",
-                       help=f"which WebUI: {', '.join(webui_ids())}")
+                       help=LazyHelp("which WebUI: {}", choices_from("sdpanel.storage", "webui_ids")))
         _add_storage_arg(q)
         q.set_defaults(func=fn)
 
@@ -62,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from sdpanel.storage import format_report, usage_report
+
     root, work = resolve_store(args.storage)
     webuis = [(n, d) for n, d in args.webui] if args.webui else None
     rep = usage_report(root, args.work_dir or work, webuis)
@@ -70,6 +70,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_link(args: argparse.Namespace) -> int:
+    from sdpanel.storage import link_webui
+
     root, _ = resolve_store(args.storage)
     rep = link_webui(root, args.webui_dir, args.webui)
     print(rep.summary())
@@ -77,6 +79,8 @@ def run_link(args: argparse.Namespace) -> int:
 
 
 def run_unlink(args: argparse.Namespace) -> int:
+    from sdpanel.storage import unlink_webui
+
     root, _ = resolve_store(args.storage)
     rep = unlink_webui(root, args.webui_dir, args.webui)
     print(rep.summary() if rep.removed else f"{args.webui_dir}: nothing of ours to unlink")
@@ -84,6 +88,8 @@ def run_unlink(args: argparse.Namespace) -> int:
 
 
 def run_dedup(args: argparse.Namespace) -> int:
+    from sdpanel.storage import dedup
+
     root, _ = resolve_store(args.storage)
     rep = dedup(root, dry_run=args.dry_run)
     print(rep.summary())

@@ -17,6 +17,8 @@ from typing import Any
 
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent
 
+from ._lazy import choices_from
+
 
 def _service(args: argparse.Namespace, bus: EventBus | None = None) -> Any:
     from sdpanel.cli.cmd_storage import resolve_store
@@ -33,11 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from sdpanel.webuis import tunnel_table, webuis
-
-    names = webuis()
+    names = choices_from("sdpanel.webuis", "webuis")
     p = subparsers.add_parser("install", help="install a WebUI (package archive, else git)")
-    p.add_argument("webui", choices=names)
+    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
     p.add_argument("--from", dest="source", metavar="URL",
                    help="a package archive (.zip/.tar.zst/.tar.lz4) or a git repository (URL[#ref]) to install from")
     p.add_argument("--force", action="store_true", help="reinstall over an existing install")
@@ -46,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run_install)
 
     p = subparsers.add_parser("launch", help="start an installed WebUI (optionally with public tunnels)")
-    p.add_argument("webui", choices=names)
-    p.add_argument("--tunnel", nargs="+", default=[], metavar="TOOL", choices=[*tunnel_table(), "none"],
+    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
+    p.add_argument("--tunnel", nargs="+", default=[], metavar="TOOL",
+                   choices=choices_from("sdpanel.webuis", "tunnel_table", extra=("none",)),
                    help="cloudflared, ngrok, zrok, localtunnel, pinggy (always behind a login); "
                         "put WEBUI first: `sdpanel launch comfyui --tunnel cloudflared ngrok`")
     p.add_argument("--wait", action="store_true", help="wait until it answers, then print its links")
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run_launch)
 
     p = subparsers.add_parser("stop", help="stop a running WebUI (TERM, then KILL)")
-    p.add_argument("webui", choices=names)
+    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
     _common(p)
     p.set_defaults(func=run_stop)
 
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run_ps)
 
     p = subparsers.add_parser("logs", help="show the last lines of a WebUI's log")
-    p.add_argument("webui", choices=names)
+    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
     p.add_argument("-n", "--lines", type=int, default=100)
     _common(p)
     p.set_defaults(func=run_logs)

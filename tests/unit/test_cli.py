@@ -83,7 +83,7 @@ def test_expected_errors_are_one_redacted_line(monkeypatch: pytest.MonkeyPatch,
     def boom(_root: object = None) -> dict[str, object]:
         raise OSError(f"cannot read https://civitai.com/api?token={token}\nsecond line")
 
-    monkeypatch.setattr("sdpanel.cli.cmd_status.gather_status", boom)
+    monkeypatch.setattr("sdpanel.status.gather_status", boom)  # imported when run
     assert main(["status"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot read") and err.count("\n") == 1
