@@ -157,7 +157,7 @@ class AttemptRunner:
             daemon = getattr(engine, "daemon", None)
             if stop_idle_daemon and daemon is not None:
                 with contextlib.suppress(Exception):
-                    await daemon.shutdown_if_idle()
+                    await daemon.shutdown_if_idle(wait=False)  # a CLI exits now
             with contextlib.suppress(Exception):
                 await engine.close()
         self._engines.clear()

@@ -1,0 +1,113 @@
+"""Verification rides on the transfer: both engines hand the queue the SHA-256 of the
+bytes they wrote, so a finished transfer is a verified file with no second read of it,
+and a file whose source published no hash gets ours recorded. With a real aria2c daemon
+and the local range server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sdpanel.downloads._verify as verify
+from sdpanel.downloads import Aria2Daemon, Aria2Engine, DownloadQueue, DownloadSpec, Transfer
+from sdpanel.downloads._aria2_hash import complete_prefix
+from tests.fixtures.range_server import RangeServer
+
+needs_aria2 = pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c not installed")
+MiB = 1 << 20
+
+
+@pytest.fixture
+def server() -> RangeServer:
+    # 4 connections × 1 MB/s: a 12 MiB file takes ~3 s, long enough to hash behind aria2.
+    with RangeServer(rate=1_000_000) as srv:
+        yield srv
+
+
+@pytest.fixture
+def full_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every whole-file hash pass the queue makes after a transfer (the "second pass")."""
+    seen: list[Path] = []
+    original = verify.file_sha256
+
+    def counting(path: Path | str, block: int = 4 << 20) -> str:
+        seen.append(Path(path))
+        return original(path, block)
+
+    monkeypatch.setattr(verify, "file_sha256", counting)
+    return seen
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Aria2Daemon]:
+    d = Aria2Daemon(tmp_path / "store")
+    yield d
+    await d.shutdown(grace=0.2)
+
+
+def test_complete_prefix_reads_the_bitfield_from_piece_zero() -> None:
+    st: dict[str, Any] = {"status": "active", "totalLength": str(10 * MiB), "pieceLength": str(MiB)}
+    assert complete_prefix({**st, "bitfield": "00"}) == 0
+    assert complete_prefix({**st, "bitfield": "e0"}) == 3 * MiB      # 1110 0000
+    assert complete_prefix({**st, "bitfield": "ff7f"}) == 8 * MiB    # piece 8 missing
+    assert complete_prefix({**st, "bitfield": "ffc0"}) == 10 * MiB   # all ten
+    assert complete_prefix({**st, "bitfield": "7f"}) == 0            # piece 0 missing
+    assert complete_prefix({**st, "status": "complete", "bitfield": ""}) == 10 * MiB
+
+
+@needs_aria2
+async def test_aria2_engine_hashes_behind_the_writer(daemon: Aria2Daemon, server: RangeServer,
+                                                     tmp_path: Path) -> None:
+    data = os.urandom(12 * MiB + 321)
+    server.add_file("big.safetensors", data)
+    t = Transfer(url=server.url("big.safetensors"), headers={}, connections=4,
+                 part_path=tmp_path / "out" / "big.safetensors.part", size=len(data))
+    engine = Aria2Engine(daemon)
+    result = await engine.fetch(t, lambda *_: None, lambda: None)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert result.sha256 == hashlib.sha256(t.part_path.read_bytes()).hexdigest()
+    stats = engine.last_stats
+    # Most of the file was hashed while aria2 was still writing it.
+    assert stats["hashed_during_bytes"] > len(data) // 2, stats
+    assert stats["hash_tail_bytes"] + stats["hashed_during_bytes"] == len(data)
+
+
+@needs_aria2
+@pytest.mark.parametrize("published", [True, False])
+async def test_aria2_queue_verifies_without_a_second_pass(
+        tmp_path: Path, server: RangeServer, full_reads: list[Path], published: bool) -> None:
+    data = os.urandom(6 * MiB + 7)
+    digest = hashlib.sha256(data).hexdigest()
+    server.add_file("lora.bin", data)
+    q = DownloadQueue(tmp_path / "store", engine="aria2", connections=4)
+    try:
+        [item_id] = await q.add(DownloadSpec(server.url("lora.bin"), kind="loras",
+                                             sha256=digest if published else None))
+        [item] = await q.wait([item_id], timeout=120)
+    finally:
+        await q.close(stop_idle_daemon=True)
+    assert item["state"] == "done", item["error"]
+    # Published or not, the recorded hash is the file's own, and nothing read it twice.
+    assert item["sha256"] == digest == hashlib.sha256(Path(item["path"]).read_bytes()).hexdigest()
+    assert full_reads == []
+
+
+async def test_python_queue_verifies_without_a_second_pass(
+        tmp_path: Path, server: RangeServer, full_reads: list[Path]) -> None:
+    data = os.urandom(6 * MiB + 7)
+    server.add_file("vae.bin", data)
+    q = DownloadQueue(tmp_path / "store", engine="python", connections=4)
+    try:
+        [item_id] = await q.add(DownloadSpec(server.url("vae.bin"), kind="vae"))
+        [item] = await q.wait([item_id], timeout=120)
+    finally:
+        await q.close()
+    assert item["state"] == "done", item["error"]
+    assert item["sha256"] == hashlib.sha256(data).hexdigest()
+    assert full_reads == []
