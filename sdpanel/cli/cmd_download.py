@@ -1,8 +1,10 @@
-"""``sdpanel download URL [--kind K] [--to DIR] [--sha256 H] [--engine auto|aria2|python]``.
+"""``sdpanel download URL [URL ...] [--kind K] [--to DIR] [--sha256 H] [--jobs N]
+[--engine auto|aria2|python]``.
 
-Resolves the link like the Models tab does (CivitAI / Hugging Face pages and download
-URLs, AIRs, presets, plain URLs), downloads it through the journalled queue and exits 0
-only for a verified file under its final name; otherwise prints one line with the reason.
+Resolves each link like the Models tab does (CivitAI / Hugging Face pages and download
+URLs, AIRs, presets, plain URLs), downloads them through the journalled queue (``--jobs``
+files at once) and exits 0 only when every file is verified under its final name;
+otherwise prints one line per failure with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("download", help="download a model link into the store, verified")
-    p.add_argument("url", help="a CivitAI/Hugging Face link, AIR, preset:ID or direct URL")
+    p.add_argument("url", nargs="+", help="CivitAI/Hugging Face links, AIRs, preset:IDs or direct URLs")
     p.add_argument("--kind", help="model kind: decides the store folder (checkpoints, loras ...)")
     p.add_argument("--to", metavar="DIR", help="target folder instead of the kind's store folder")
     p.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the file")
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--engine", choices=("auto", "aria2", "python"), help="byte mover (default: setting)")
     p.add_argument("--storage", metavar="PATH", help="storage root (default: detected)")
     p.add_argument("--connections", type=int, help="parallel connections per file")
+    p.add_argument("--jobs", type=int, default=1, help="files downloading at once (default 1)")
     p.set_defaults(func=run)
 
 
@@ -53,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--sha256 must be 64 hexadecimal characters")
     if args.connections is not None and not 1 <= args.connections <= 16:
         return _fail("--connections must be between 1 and 16")
+    if not 1 <= args.jobs <= 64:
+        return _fail("--jobs must be between 1 and 64")
+    if len(args.url) > 1 and (args.sha256 or args.name):
+        return _fail("--sha256 and --name name one file: give a single URL with them")
     return asyncio.run(_download(args))
 
 
@@ -66,13 +73,15 @@ async def _download(args: argparse.Namespace) -> int:
     settings = load_settings(root.path)
     ctx = ResolveContext.from_settings(settings, storage_root=root.path)
     try:
-        spec = await resolve_link(args.url, ctx, kind=args.kind)
+        specs = await asyncio.gather(*(resolve_link(u, ctx, kind=args.kind) for u in args.url))
     except SourceError as exc:
         return _fail(str(exc))
     finally:
         await ctx.aclose()
-    if args.to:
-        spec.folder = str(Path(args.to).expanduser().resolve())
+    for spec in specs:
+        if args.to:
+            spec.folder = str(Path(args.to).expanduser().resolve())
+    spec = specs[0]
     if args.sha256:
         if spec.sha256 and spec.sha256.lower() != args.sha256.lower():
             return _fail(f"--sha256 differs from the source's published hash {spec.sha256[:12]}…: "
@@ -81,19 +90,22 @@ async def _download(args: argparse.Namespace) -> int:
     if args.name:
         spec.filename = args.name
     # Its own journal: the notebook's queue may be running on the same store right now.
-    queue = DownloadQueue(root, max_concurrent=1, journal="downloads-cli",
+    queue = DownloadQueue(root, max_concurrent=args.jobs, journal="downloads-cli",
                           engine=args.engine or settings.download_engine,
                           connections=args.connections or settings.connections_per_file)
     try:
         try:
-            [item_id] = await queue.add(spec)
+            ids = await queue.add(specs)
         except JournalBusy as exc:
             return _fail(str(exc))
-        [item] = await queue.wait([item_id])
+        items = await queue.wait(ids)
     finally:
         await queue.close(stop_idle_daemon=True)
-    if item["state"] != "done" or not item["sha256"] or not item["path"]:
-        return _fail(item["error"] or f"download ended {item['state']}")
-    size = Path(item["path"]).stat().st_size
-    print(f"{item['path']}  {human_bytes(size)}  sha256 {item['sha256']}")
-    return 0
+    code = 0
+    for item in items:
+        if item["state"] != "done" or not item["sha256"] or not item["path"]:
+            code = _fail(item["error"] or f"{item['name']}: download ended {item['state']}")
+            continue
+        size = Path(item["path"]).stat().st_size
+        print(f"{item['path']}  {human_bytes(size)}  sha256 {item['sha256']}")
+    return code
