@@ -102,9 +102,13 @@ class AttemptRunner:
             have = min(st.st_size, st.st_blocks * 512) if st else 0
             ensure_space(folder, max(0, spec.size - have), name)
         q._save(force=True)
+        q.budget.set_limit(q.max_concurrent * max(1, q.connections))  # settings may change
+        item.tailing = False
         transfer = Transfer(url=resolved.url, headers=resolved.headers, part_path=part,
                             size=spec.size, sha256=spec.sha256, state=item.engine_state,
-                            connections=q.connections, refresh_url=self._refresher(spec))
+                            connections=q.connections, refresh_url=self._refresher(spec),
+                            budget=q.budget, rank=item.seq - 1000 * item.priority,
+                            on_tail=lambda: q._tail(item))
         checked_space = bool(spec.size)
         space_error: list[DownloadError] = []
         fetch = asyncio.ensure_future(self.engine(item.engine).fetch(

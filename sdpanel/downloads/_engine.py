@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._budget import ConnectionBudget
 
 __all__ = ["Engine", "ProgressFn", "RefreshFn", "SaveStateFn", "Transfer", "TransferResult"]
 
@@ -42,6 +45,13 @@ class Transfer:
     connections: int = 16
     refresh_url: RefreshFn | None = None
     """Called when storage answers 403/400 on a previously working signed URL (expired)."""
+    budget: ConnectionBudget | None = None
+    """The queue's shared connection slots: each connection holds one while it works."""
+    rank: int = 0
+    """This file's place in the queue (earlier files get freed connections first)."""
+    on_tail: Callable[[], None] | None = None
+    """Called once when a connection of this transfer has nothing left to fetch: the queue
+    may start the next file on the connections this one frees."""
 
 
 @dataclass

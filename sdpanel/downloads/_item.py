@@ -43,6 +43,8 @@ class DownloadItem:
     """The name came from the URL, not the API or storage: Content-Disposition may replace it."""
     # Runtime only (not journalled): why the running task is being cancelled.
     stop: str | None = field(default=None, repr=False)
+    tailing: bool = field(default=False, repr=False)
+    """Its transfer has connections with nothing left to fetch: the next file may start."""
 
     def __post_init__(self) -> None:
         if not self.name:

