@@ -43,7 +43,7 @@ async def test_next_file_takes_the_connections_a_finishing_file_frees(tmp_path: 
         assert item["sha256"] == hashlib.sha256(data).hexdigest()
     by_file = {n: [r for r in log if r["name"] == n] for n in files}
     names = list(files)
-    for before, after in zip(names, names[1:]):
+    for before, after in zip(names, names[1:], strict=False):
         last_byte = max(r["t_end"] for r in by_file[before])
         first_range = min(r["t"] for r in by_file[after])
         # The next file's ranges began while the previous one's last ranges were in flight
