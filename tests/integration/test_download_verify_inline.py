@@ -5,22 +5,28 @@ and the local range server."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import sdpanel.downloads._verify as verify
 from sdpanel.downloads import Aria2Daemon, Aria2Engine, DownloadQueue, DownloadSpec, Transfer
 from sdpanel.downloads._aria2_hash import complete_prefix
 from tests.fixtures.range_server import RangeServer
+from tests.fixtures.waiting import wait_for
 
 needs_aria2 = pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c not installed")
 MiB = 1 << 20
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -111,3 +117,45 @@ async def test_python_queue_verifies_without_a_second_pass(
     assert item["state"] == "done", item["error"]
     assert item["sha256"] == hashlib.sha256(data).hexdigest()
     assert full_reads == []
+
+
+def _cli_download(url: str, store: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sdpanel", "download", url, "--engine", "aria2",
+                           "--storage", str(store), "--to", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=180)
+
+
+@needs_aria2
+async def test_cli_reattaches_to_the_running_daemon(daemon: Aria2Daemon, server: RangeServer,
+                                                    tmp_path: Path) -> None:
+    """A notebook's daemon is running: the command uses it and leaves it running."""
+    client = await daemon.ensure()
+    record = daemon.pid_path.read_text()
+    data = os.urandom(2 * MiB)
+    server.add_file("emb.bin", data)
+    done = await asyncio.to_thread(_cli_download, server.url("emb.bin"), daemon.root.path,
+                                   tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert hashlib.sha256(data).hexdigest() in done.stdout
+    assert daemon.pid_path.read_text() == record, "the command started a daemon of its own"
+    assert psutil.pid_exists(daemon.pid or -1)
+    assert (await client.call("aria2.getVersion"))["version"]
+    agents = {r["headers"].get("User-Agent", "") for r in server.requests("emb.bin", method="GET")}
+    assert any(a.startswith("aria2") for a in agents)
+
+
+@needs_aria2
+async def test_cli_stops_the_daemon_it_started_without_waiting_for_it(
+        server: RangeServer, tmp_path: Path) -> None:
+    data = os.urandom(MiB)
+    server.add_file("vae2.bin", data)
+    store = tmp_path / "store"
+    done = await asyncio.to_thread(_cli_download, server.url("vae2.bin"), store, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    d = Aria2Daemon(store)
+    assert not d.pid_path.exists(), "no record of a daemon left for the next command to attach to"
+    own = [p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] == "aria2c"
+           and any(str(d.conf_path) in a for a in p.info["cmdline"] or [])]
+    # It goes by itself (TERM): no daemon of a one-shot command outlives it for long.
+    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in own),
+             timeout=30, what="the command's aria2c daemon to exit")
