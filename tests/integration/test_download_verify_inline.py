@@ -159,3 +159,17 @@ async def test_cli_stops_the_daemon_it_started_without_waiting_for_it(
     # It goes by itself (TERM): no daemon of a one-shot command outlives it for long.
     wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in own),
              timeout=30, what="the command's aria2c daemon to exit")
+
+
+@needs_aria2
+async def test_aria2_completion_comes_from_the_notification(daemon: Aria2Daemon, server: RangeServer,
+                                                            tmp_path: Path) -> None:
+    """With status polling effectively off, the transfer still ends when aria2 says so
+    (onDownloadComplete over the WebSocket), hashed: no fixed-interval wait at the end."""
+    data = os.urandom(3 * MiB)
+    server.add_file("cn.bin", data)
+    t = Transfer(url=server.url("cn.bin"), headers={}, connections=4,
+                 part_path=tmp_path / "out" / "cn.bin.part", size=len(data))
+    engine = Aria2Engine(daemon, poll_interval=3600.0)
+    result = await asyncio.wait_for(engine.fetch(t, lambda *_: None, lambda: None), 120)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
