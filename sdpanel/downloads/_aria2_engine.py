@@ -25,13 +25,23 @@ from ._aria2_hash import PieceHasher
 from ._engine import ProgressFn, SaveStateFn, Transfer, TransferResult
 from ._errors import DownloadError, http_error, unreachable_error
 
-__all__ = ["Aria2Engine", "aria2_error"]
+__all__ = ["Aria2Engine", "aria2_error", "split_size"]
 
 _KEYS = ["gid", "status", "totalLength", "completedLength", "downloadSpeed", "errorCode",
          "errorMessage", "connections", "files"]
 _STATUS_RE = re.compile(r"status=(\d{3})")
 _MAX_REFRESHES = 3
 _MAX_DAEMON_RESTARTS = 3
+
+
+def split_size(size: int | None, connections: int) -> str:
+    """aria2's ``min-split-size`` for a file: about 8 requests per connection. Fetching
+    pieces lowest-first makes every jump a new request (often a new TLS connection on a
+    real CDN); 1 MiB pieces would mean ~2000 of them for a 2 GiB file."""
+    if not size:
+        return "1M"
+    mib = size // max(1, connections * 8) >> 20
+    return f"{min(64, max(1, mib))}M"
 
 
 def aria2_error(code: str | int, message: str, url: str) -> DownloadError:
@@ -139,7 +149,7 @@ class Aria2Engine:
     name = "aria2"
 
     def __init__(self, daemon: Aria2Daemon, poll_interval: float = 0.5,
-                 min_split_size: str = "1M") -> None:
+                 min_split_size: str | None = None) -> None:
         self.daemon = daemon
         self.poll_interval = max(0.5, poll_interval)  # ≤ 2 Hz of tellStatus per download
         self._poller: _StatusPoller | None = None
@@ -159,7 +169,8 @@ class Aria2Engine:
         opts: dict[str, Any] = {
             "dir": str(t.part_path.parent), "out": t.part_path.name,
             "split": conns, "max-connection-per-server": conns,
-            "min-split-size": self.min_split_size, "continue": "true",
+            "min-split-size": self.min_split_size or split_size(t.size, int(conns)),
+            "continue": "true",
             "file-allocation": "none", "allow-overwrite": "false",
             "auto-file-renaming": "false", "remote-time": "false",
             # Lowest free piece first: the complete prefix, which is what can be hashed
@@ -210,6 +221,8 @@ class Aria2Engine:
 
         async def stop_hashing() -> None:
             nonlocal hasher, hashing
+            if hasher is not None:
+                hasher.stop()
             if hashing is not None:
                 hashing.cancel()
                 await asyncio.gather(hashing, return_exceptions=True)
@@ -309,6 +322,7 @@ class Aria2Engine:
                       size: int) -> str:
         """The rest of the hash once aria2 said complete (only its last pieces, normally)."""
         assert hasher is not None
+        hasher.stop()
         if hashing is not None:
             hashing.cancel()
             await asyncio.gather(hashing, return_exceptions=True)

@@ -11,7 +11,6 @@ staying at zero until the very end as with the default selector.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from concurrent.futures import Executor
 from pathlib import Path
@@ -56,6 +55,7 @@ class PieceHasher:
         self.interval = interval
         self._fd = -1
         self._cursor: HashCursor | None = None
+        self._stopped = False
 
     def _open(self) -> HashCursor | None:
         if self._cursor is None:
@@ -67,16 +67,26 @@ class PieceHasher:
         return self._cursor
 
     async def run(self, client: Aria2Client, gid: str) -> None:
-        while True:
-            with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
+        # Ends by ``stop()`` as well as by cancellation: on Python 3.11 ``wait_for`` (inside
+        # ``client.call``) can swallow a cancel that lands as its reply arrives, and the
+        # GID is gone by then (its result removed), so nothing else would end this loop.
+        while not self._stopped:
+            try:
                 st = await client.call("aria2.tellStatus", gid, _KEYS)
-                if st.get("status") in ("complete", "error", "removed"):
-                    return  # the engine's loop decides what follows
-                prefix = complete_prefix(st)
-                cursor = self._open()
-                if cursor is not None and prefix > cursor.pos:
-                    await cursor.advance(prefix)
+            except Aria2RpcError:
+                return  # aria2 no longer knows the GID: the engine's loop handles that
+            except Aria2Unavailable:
+                st = {}
+            if st.get("status") in ("complete", "error", "removed"):
+                return  # the engine's loop decides what follows
+            prefix = complete_prefix(st) if st else 0
+            cursor = self._open()
+            if cursor is not None and prefix > cursor.pos and not self._stopped:
+                await cursor.advance(prefix)
             await asyncio.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stopped = True
 
     @property
     def pos(self) -> int:

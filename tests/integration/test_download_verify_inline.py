@@ -173,3 +173,48 @@ async def test_aria2_completion_comes_from_the_notification(daemon: Aria2Daemon,
     engine = Aria2Engine(daemon, poll_interval=3600.0)
     result = await asyncio.wait_for(engine.fetch(t, lambda *_: None, lambda: None), 120)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_aria2_split_size_bounds_the_requests_per_connection() -> None:
+    """Lowest-first pieces cost one request each: the split grows with the file so a
+    2 GiB file is about 8 requests per connection, not 2048 in all."""
+    from sdpanel.downloads._aria2_engine import split_size
+
+    assert split_size(None, 16) == "1M" and split_size(12 * MiB, 4) == "1M"
+    assert split_size(2 << 30, 16) == "16M" and split_size(256 * MiB, 16) == "2M"
+    assert split_size(100 << 30, 16) == "64M"
+
+
+class _GoneClient:
+    """An RPC client for a GID whose result was already removed (aria2 answers an error)."""
+
+    def __init__(self, error: bool) -> None:
+        self.error, self.calls = error, 0
+
+    async def call(self, method: str, *params: Any, timeout: float = 10.0) -> Any:
+        from sdpanel.downloads import Aria2RpcError
+
+        self.calls += 1
+        if self.error:
+            raise Aria2RpcError(1, "GID 1234 is not found")
+        return {"status": "active", "totalLength": "0"}
+
+
+@pytest.mark.parametrize("error", [True, False])
+async def test_piece_hasher_ends_without_relying_on_cancel(tmp_path: Path, error: bool) -> None:
+    """The hasher ends when aria2 forgets the GID, or when stopped, even if a cancel is
+    lost (Python 3.11's wait_for can swallow one): a batch once hung on this forever."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sdpanel.downloads._aria2_hash import PieceHasher
+
+    client = _GoneClient(error)
+    with ThreadPoolExecutor(1) as pool:
+        hasher = PieceHasher(tmp_path / "x.part", pool, interval=0.01)
+        task = asyncio.ensure_future(hasher.run(client, "1234"))  # type: ignore[arg-type]
+        if not error:
+            await asyncio.sleep(0.05)
+            hasher.stop()
+        await asyncio.wait_for(task, 30)
+        await hasher.close()
+    assert client.calls >= 1
