@@ -145,8 +145,9 @@ async def test_expired_signed_url_is_resolved_again(daemon: Aria2Daemon, tmp_pat
     data = os.urandom(3 * 1024 * 1024)
     with RangeServer(rate=400_000) as srv:
         srv.add_file("s.bin", data)
-        # The connection drops after the link expired: aria2's next request gets 403.
-        srv.add_fault("s.bin", Fault("reset", at=0.6))
+        # The connection drops after the link expired (before its first 1 MiB piece is
+        # complete, whatever piece order aria2 uses): aria2's next request gets 403.
+        srv.add_fault("s.bin", Fault("reset", at=0.25))
         calls = 0
 
         async def refresh() -> tuple[str, dict[str, str]]:
