@@ -2,7 +2,7 @@
 // selectable), trained words and the description rebuilt from a whitelist (sanitize.ts).
 import { humanBytes } from "../../../common/system";
 import { h } from "../../dom";
-import { badge } from "./cards";
+import { badge, nsfwToggle, revealed } from "./cards";
 import { sanitizeHtml } from "./sanitize";
 import { compact } from "./types";
 
@@ -49,12 +49,18 @@ export function renderDetails(host: HTMLElement, d: DetailsTrait, hooks: Details
   const head = h("div", { class: "sdp-md-dhead" }, close,
     h("div", { class: "sdp-md-dtitle" },
       h("h3", {}, m.n),
-      h("div", { class: "sdp-md-by" }, `@${m.c} · ${m.t}`, m.x ? h("span", { class: "sdp-md-nsfw-tag sdp-md-inline" }, "NSFW") : null,
+      h("div", { class: "sdp-md-by" }, `@${m.c} · ${m.t}`, m.x ? nsfwToggle(`model:${m.id}`, () => host.querySelector<HTMLElement>(".sdp-md-preview"), true) : null,
         `  ↓ ${compact(stats.downloadCount)}  ♥ ${compact(stats.thumbsUpCount)}`)),
     h("a", { class: "sdp-btn sdp-md-ext", href: m.url, target: "_blank", rel: "noopener noreferrer" }, "CivitAI ↗"));
   const parts: (HTMLElement | null)[] = [head, versions];
   if (current) {
-    const preview = h("div", { class: `sdp-md-preview${current.x ? " sdp-md-nsfw" : ""}` });
+    const preview = h("div", {
+      class: `sdp-md-preview${current.x ? " sdp-md-nsfw" : ""}${current.x && revealed.has(`model:${m.id}`) ? " sdp-md-revealed" : ""}`,
+    });
+    if (current.x) {
+      preview.title = "Click to show or blur this preview";
+      preview.addEventListener("click", () => host.querySelector<HTMLElement>(".sdp-md-by [data-act=reveal]")?.click());
+    }
     if (current.img) preview.append(h("img", { src: current.img, alt: "", loading: "lazy", referrerpolicy: "no-referrer" }));
     const files = h("table", { class: "sdp-md-files" },
       h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "File"), h("th", {}, "Type"), h("th", {}, "Format"),
