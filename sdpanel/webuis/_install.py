@@ -28,7 +28,8 @@ from ._extract import ByteQueue, ExtractReport, detect_format, extract_stream
 from ._relocate import find_venvs, fix_relocated_venv
 
 __all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
-           "installed_info", "staging_dir", "stream_archive"]
+           "installed_info", "record_in_marker", "staging_dir",
+           "stream_archive"]
 
 MARKER = ".sdpanel-installed"
 # Unpacked size / archive size, used for the free-space check when no size is given.
@@ -64,6 +65,14 @@ def installed_info(webui_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         return dict(json.loads(marker.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return None
+
+
+def record_in_marker(webui_dir: Path, **fields: Any) -> None:
+    """Add ``fields`` to the WebUI's install marker (what is really there)."""
+    marker = Path(webui_dir) / MARKER
+    data = json.loads(marker.read_text(encoding="utf-8"))
+    data.update(fields)
+    marker.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

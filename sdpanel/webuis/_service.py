@@ -22,7 +22,7 @@ from sdpanel.storage import StorageRoot
 
 from ._extract import ArchiveError, detect_format
 from ._git import ExtensionResult, install_extensions, install_git
-from ._install import InstallError, InstallResult, install_package, installed_info
+from ._install import InstallError, InstallResult, install_package, installed_info, record_in_marker
 from ._process import ProcessManager, WebUIProcess, read_records
 from ._registry import WebUIInfo, launch_spec, prebuilt_repo, webui_info, webui_python
 from ._tunnels import (
@@ -33,12 +33,12 @@ from ._tunnels import (
     recorded_tunnels,
     stop_recorded_tunnels,
 )
+from ._update import MoveResult, update_checkouts
 from ._venv_archive import (
     ensure_venv_archive,
     hf_base,
     link_venv,
     prebuilt_url,
-    record_in_marker,
     shared_venv_home,
 )
 
@@ -186,9 +186,11 @@ class WebUIService:
         if source:  # a user's repository: URL[#ref]
             repo, _, frag = source.partition("#")
             ref, commit = frag or None, None
-        return await install_git(repo, self.webui_dir(info.id), webui=info.id, ref=ref, commit=commit,
-                                 bus=self.bus, log_path=self.install_log(info.id), with_pip=with_pip,
-                                 requirements=info.requirements, pip_args=pip_args, replace=replace)
+        result = await install_git(repo, self.webui_dir(info.id), webui=info.id, ref=ref, commit=commit,
+                                   bus=self.bus, log_path=self.install_log(info.id), with_pip=with_pip,
+                                   requirements=info.requirements, pip_args=pip_args, replace=replace)
+        record_in_marker(Path(result.path), ref=ref or "")  # what `update` follows
+        return result
 
     async def _install_package_and_venv(self, info: WebUIInfo, url: str, venv_url: str | None, replace: bool,
                                         pip_args: Sequence[str], with_pip: bool) -> InstallResult:
@@ -243,6 +245,19 @@ class WebUIService:
         return await install_extensions(wd, exts, extensions_dir=info.extensions_dir,
                                         python=webui_python(wd), bus=self.bus, webui=info.id,
                                         log_path=self.install_log(webui), pip_args=pip_args)
+
+    async def update(self, webui: str, *, ref: str | None = None, extensions: bool = True) -> list[MoveResult]:
+        """Update the WebUI along the ref it follows (``ref`` given: switch to that tag,
+        branch or commit instead) keeping local changes; updating also moves its git
+        extensions to their tips. The first result is the WebUI's own."""
+        info = webui_info(webui)
+        if self.manager.get(info.id).alive():
+            raise RuntimeError(f"{info.label} is running: stop it before updating or switching it")
+        wd = self.webui_dir(webui)
+        marker = installed_info(wd) or {}
+        return await update_checkouts(wd, webui=info.id, target=ref, follow=marker.get("ref") or info.ref,
+                                      extensions_dir=info.extensions_dir, extensions=extensions,
+                                      bus=self.bus, log_path=self.install_log(webui))
 
     def link(self, webui: str) -> Any:
         from sdpanel.storage import link_webui

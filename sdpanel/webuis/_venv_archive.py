@@ -22,11 +22,11 @@ from typing import Any
 from sdpanel.runtime import EventBus, LogEvent
 
 from ._extract import ArchiveError
-from ._install import MARKER, InstallError, fix_relocated_venv_at, stream_archive
+from ._install import InstallError, fix_relocated_venv_at, stream_archive
 from ._relocate import _local_interpreter, _read_cfg
 
 __all__ = ["VENV_MARKER", "VenvUnusable", "ensure_venv_archive", "hf_base", "intact_venv", "link_venv",
-           "prebuilt_url", "record_in_marker", "shared_venv_home"]
+           "prebuilt_url", "shared_venv_home"]
 
 VENV_MARKER = ".sdpanel-venv.json"
 _LOCKS: dict[str, asyncio.Lock] = {}
@@ -163,11 +163,3 @@ def link_venv(webui_dir: Path, venv: Path) -> bool:
         return False
     os.symlink(venv, link, target_is_directory=True)
     return True
-
-
-def record_in_marker(webui_dir: Path, **fields: Any) -> None:
-    """Add ``fields`` to the WebUI's install marker (what is really there)."""
-    marker = webui_dir / MARKER
-    data = json.loads(marker.read_text(encoding="utf-8"))
-    data.update(fields)
-    marker.write_text(json.dumps(data, indent=1), encoding="utf-8")
