@@ -152,3 +152,31 @@ async def test_missing_prebuilt_is_skipped_with_its_reason_then_git(
     assert installed_info(svc.webui_dir("comfyui"))["sources_skipped"] == [  # type: ignore[index]
         warning.removesuffix("; trying the next source")]
     assert not os.path.exists(svc.webuis_dir / ".venvs" / COMFY_VENV.removesuffix(".tar.lz4"))
+
+
+def test_plain_cli_install_takes_package_and_venv_from_the_mirror(hf: HFServer, tmp_path: Path) -> None:
+    """`sdpanel install comfyui` with nothing but the mirror set: the pair, then a launch on it."""
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    hf.add_file(REPO, "ComfyUI.zip", _package(tmp_path, "ComfyUI.zip"))
+    hf.add_file(REPO, COMFY_VENV, make_venv_archive(tmp_path / COMFY_VENV, tmp_path / "build").read_bytes())
+    env = {**os.environ, "SDPANEL_WEBUIS_DIR": str(tmp_path / "webuis"), "PYTHONPATH": str(root),
+           "STUB_WEBUI_DELAY": "0.1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sdpanel", *args, "--storage", str(tmp_path / "store")],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+    out = cli("install", "comfyui", "--no-extensions")
+    assert out.returncode == 0, out.stderr
+    assert "(package, " in out.stdout
+    assert f"venv: {COMFY_VENV} at {tmp_path / 'webuis' / '.venvs'}" in out.stdout and "(fetched)" in out.stdout
+    try:
+        up = cli("launch", "comfyui", "--wait", "--cpu", "--port", "0")
+        assert up.returncode == 0, up.stdout + up.stderr
+        logs = cli("logs", "comfyui").stdout
+        wd = tmp_path / "webuis" / "comfyui"
+        assert f"venv-check {wd / 'venv'} {wd / 'venv' / 'bin'}" in logs
+    finally:
+        cli("stop", "comfyui")
