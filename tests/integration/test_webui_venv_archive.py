@@ -180,3 +180,21 @@ def test_plain_cli_install_takes_package_and_venv_from_the_mirror(hf: HFServer, 
         assert f"venv-check {wd / 'venv'} {wd / 'venv' / 'bin'}" in logs
     finally:
         cli("stop", "comfyui")
+
+
+async def test_foreign_python_venv_is_refused_before_it_is_all_fetched(
+        svc: WebUIService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pyvenv.cfg comes out first: the download stops there, not after 64 MiB more."""
+    from tests.fixtures.range_server import RangeServer
+
+    archive = make_venv_archive(tmp_path / COMFY_VENV, tmp_path / "build", version="3.99.1",
+                                filler=64 << 20, cfg_first=True)
+    with RangeServer(rate=16 << 20) as srv:  # a full download would take 2 s or more
+        srv.add_file(f"{REPO}/resolve/main/ComfyUI.zip", _package(tmp_path, "ComfyUI.zip", needs_venv=False))
+        srv.add_file(f"{REPO}/resolve/main/{COMFY_VENV}", archive)
+        monkeypatch.setenv("HF_ENDPOINT", srv.url("").rstrip("/"))
+        await svc.install("comfyui", extensions=False, with_pip=False)
+        [served] = [r["bytes_sent"] for r in srv.requests(path_contains=COMFY_VENV)]
+    assert any("needs Python 3.99.1" in w for w in _warnings(svc))
+    assert served < archive.stat().st_size // 2, (served, archive.stat().st_size)
+    assert (svc.webui_dir("comfyui") / "venv" / "bin" / "python").exists()  # built instead
