@@ -12,10 +12,13 @@ anything unfinished is removed, so a half-unpacked venv never looks usable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +99,18 @@ def _refuse_foreign(cfg: Path, archive: str) -> None:
         raise VenvUnusable(problem)
 
 
-def _lock(home: Path) -> asyncio.Lock:
-    return _LOCKS.setdefault(str(home), asyncio.Lock())
+@contextlib.asynccontextmanager
+async def _lock(home: Path) -> AsyncIterator[None]:
+    """One unpacker per archive: an asyncio lock inside this process, ``flock`` on
+    ``<home>.lock`` across processes (a CLI install beside a kernel's)."""
+    home.parent.mkdir(parents=True, exist_ok=True)
+    async with _LOCKS.setdefault(str(home), asyncio.Lock()):
+        with open(home.with_name(home.name + ".lock"), "a") as fh:
+            await asyncio.to_thread(fcntl.flock, fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 async def ensure_venv_archive(url: str, home: Path, *, archive: str, topic: str,
@@ -118,7 +131,6 @@ async def ensure_venv_archive(url: str, home: Path, *, archive: str, topic: str,
             return home / "venv", False
         staging = home.with_name(home.name + ".installing")
         shutil.rmtree(staging, ignore_errors=True)
-        home.parent.mkdir(parents=True, exist_ok=True)
         cfg = staging / "venv" / "pyvenv.cfg"
         started = time.monotonic()
         try:

@@ -4,6 +4,7 @@ through ``HF_ENDPOINT``), the venv a real one built in the test and packed like 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -28,6 +29,11 @@ def hf(monkeypatch: pytest.MonkeyPatch):
     with HFServer() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
         yield server
+
+
+def _dirs(path: Path) -> list[Path]:
+    """The unpacked venvs (and leftovers) under ``.venvs`` (its lock files aside)."""
+    return [p for p in path.iterdir() if p.is_dir()] if path.exists() else []
 
 
 def _warnings(svc: WebUIService) -> list[str]:
@@ -84,11 +90,10 @@ async def test_one_venv_archive_serves_every_webui_naming_it_counted_once(
     hf.add_file(REPO, SHARED_VENV, archive.read_bytes())
     for name in ("Forge.zip", "SD-UX.zip"):
         hf.add_file(REPO, name, _package(tmp_path, name, "a1111", needs_venv=False))
-    await svc.install("forge", extensions=False)
-    await svc.install("sd-ux", extensions=False)
-    assert hf.bytes_served(REPO, SHARED_VENV) == archive.stat().st_size  # fetched once
+    await asyncio.gather(svc.install("forge", extensions=False), svc.install("sd-ux", extensions=False))
+    assert hf.bytes_served(REPO, SHARED_VENV) == archive.stat().st_size  # at the same time, fetched once
     forge, ux = svc.webui_dir("forge") / "venv", svc.webui_dir("sd-ux") / "venv"
-    assert forge.resolve() == ux.resolve() and len(list((svc.webuis_dir / ".venvs").iterdir())) == 1
+    assert forge.resolve() == ux.resolve() and len(_dirs(svc.webuis_dir / ".venvs")) == 1
     # the Storage tab: the venv's bytes once, not once per WebUI
     rep = usage_report(svc.storage, webui_dirs={"forge": forge.parent, "sd-ux": ux.parent})
     venvs = sorted(w["venv"] for w in rep.webuis.values())
@@ -111,7 +116,7 @@ async def test_venv_for_a_python_this_host_lacks_builds_one_instead(
                             capture_output=True, text=True, check=True).stdout.strip()
     assert prefix == str(venv)
     assert "venv built here" in res.notes[-1]
-    assert not (svc.webuis_dir / ".venvs").exists() or not list((svc.webuis_dir / ".venvs").iterdir())
+    assert _dirs(svc.webuis_dir / ".venvs") == []
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
@@ -129,7 +134,7 @@ async def test_broken_venv_archive_leaves_nothing_half_installed(
     [warning] = [w for w in _warnings(svc) if COMFY_VENV in w]
     assert warning.startswith(f"venv archive {COMFY_VENV} skipped: ")
     venvs = svc.webuis_dir / ".venvs"
-    assert not venvs.exists() or list(venvs.iterdir()) == []  # no half venv, no .installing
+    assert _dirs(venvs) == []  # no half venv, no .installing
     assert (svc.webui_dir("comfyui") / "venv" / "bin" / "python").exists()  # built instead
     assert "venv_built" in json.loads((svc.webui_dir("comfyui") / ".sdpanel-installed").read_text())
 
@@ -198,3 +203,16 @@ async def test_foreign_python_venv_is_refused_before_it_is_all_fetched(
     assert any("needs Python 3.99.1" in w for w in _warnings(svc))
     assert served < archive.stat().st_size // 2, (served, archive.stat().st_size)
     assert (svc.webui_dir("comfyui") / "venv" / "bin" / "python").exists()  # built instead
+
+
+async def test_failing_package_url_setting_stops_with_every_reason(
+        hf: HFServer, svc: WebUIService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdpanel.webuis import InstallError
+
+    monkeypatch.setenv("SDPANEL_WEBUI_PACKAGE_URL", f"{hf.endpoint}/nobody/none/resolve/main/x.zip")
+    with pytest.raises(InstallError) as err:
+        await svc.install("comfyui", extensions=False, with_pip=False)
+    text = str(err.value)
+    assert text.startswith("Download of comfyui failed: HTTP 404 from ")
+    assert f"(the webui_package_url setting; prebuilt package ComfyUI.zip ({hf.endpoint}) failed: " in text
+    assert not svc.webui_dir("comfyui").exists()  # and git was not tried behind the user's back
