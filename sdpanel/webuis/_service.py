@@ -33,7 +33,7 @@ from ._tunnels import (
     recorded_tunnels,
     stop_recorded_tunnels,
 )
-from ._update import MoveResult, update_checkouts
+from ._update import MoveResult, checkout_head, update_checkouts
 from ._venv_archive import (
     ensure_venv_archive,
     hf_base,
@@ -212,6 +212,10 @@ class WebUIService:
                 venv_task.cancel()
                 await asyncio.gather(venv_task, return_exceptions=True)
             raise
+        head = await checkout_head(target)
+        if head is not None:  # the package's own .git says what it really is
+            result.version = head[0]
+            record_in_marker(target, version=head[0], ref=head[1])
         if venv_task is None:
             return result  # the package's own venv, if any (issue 12: build one when it has none)
         try:

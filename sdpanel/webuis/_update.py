@@ -23,7 +23,7 @@ from sdpanel.runtime import EventBus
 from ._git import StepError, StepLog
 from ._install import InstallError, installed_info, record_in_marker
 
-__all__ = ["MoveResult", "move_checkout", "update_checkouts"]
+__all__ = ["MoveResult", "checkout_head", "move_checkout", "update_checkouts"]
 
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -59,6 +59,19 @@ async def _query(repo: Path, *args: str) -> str | None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     out, _ = await proc.communicate()
     return out.decode("utf-8", errors="replace").strip() if proc.returncode == 0 else None
+
+
+async def checkout_head(repo: Path) -> tuple[str, str] | None:
+    """(commit, branch or exact tag, "" when detached) of the checkout at ``repo``; None
+    when it is no git checkout (a package without its ``.git``)."""
+    if not (repo / ".git").exists():
+        return None
+    head = await _query(repo, "rev-parse", "HEAD")
+    if not head:
+        return None
+    ref = await _query(repo, "symbolic-ref", "-q", "--short", "HEAD") or \
+        await _query(repo, "describe", "--tags", "--exact-match", "HEAD") or ""
+    return head, ref
 
 
 async def move_checkout(repo: Path, target: str | None, *, log: StepLog, name: str,

@@ -108,3 +108,40 @@ def test_cli_update_and_switch(origin: tuple[Path, str], tmp_path: Path) -> None
     assert sw.returncode == 0 and f"comfyui: {second[:12]} -> {first[:12]} (v1)" in sw.stdout
     bad = cli("switch", "comfyui", "nope")
     assert bad.returncode == 1 and "git could not fetch 'nope' from origin" in bad.stderr
+
+
+async def test_package_with_its_git_records_its_commit_and_updates(
+        svc: WebUIService, origin: tuple[Path, str], tmp_path: Path) -> None:
+    """The prebuilt zips hold the WebUI with its .git: the marker names that commit (not the
+    registry's pin) and `update` moves it like a git install."""
+    from tests.fixtures.range_server import RangeServer
+    from tests.fixtures.webui_packages import make_zip
+
+    repo, first = origin
+    tree = tmp_path / "ComfyUI"
+    subprocess.run(["git", "clone", "-q", f"file://{repo}", str(tree)], check=True)
+    pkg = make_zip(tree, tmp_path / "ComfyUI.zip")
+    with RangeServer() as srv:
+        srv.add_file(pkg.name, pkg)
+        res = await svc.install("comfyui", source=srv.url(pkg.name), extensions=False)
+    wd = svc.webui_dir("comfyui")
+    assert res.version == first
+    info = installed_info(wd)
+    assert info and (info["method"], info["version"], info["ref"]) == ("package", first, "main")
+    second = _commit(repo, {"config.txt": "steps = 50\n"}, "v2")
+    [moved] = await svc.update("comfyui")
+    assert moved.ok and (moved.old, moved.new) == (first, second)
+    assert installed_info(wd)["version"] == second  # type: ignore[index]
+
+
+async def test_update_of_a_package_without_git_says_how_to_fix(svc: WebUIService, tmp_path: Path) -> None:
+    from tests.fixtures.range_server import RangeServer
+    from tests.fixtures.webui_packages import build_tree, make_zip
+
+    pkg = make_zip(build_tree(tmp_path / "tree"), tmp_path / "ComfyUI.zip")
+    with RangeServer() as srv:
+        srv.add_file(pkg.name, pkg)
+        await svc.install("comfyui", source=srv.url(pkg.name), extensions=False)
+    [res] = await svc.update("comfyui", ref="v1")
+    assert not res.ok and res.error.endswith("is not a git checkout (the package holds no .git): "
+                                             "reinstall it from git to update or switch it")
