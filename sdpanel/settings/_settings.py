@@ -25,7 +25,7 @@ log = logging.getLogger("sdpanel.settings")
 SETTINGS_FILE = "settings.json"
 ENV_PREFIX = "SDPANEL_"
 
-WEBUIS = ("comfyui", "forge", "a1111", "reforge", "forge-classic", "sdnext")
+WEBUIS = ("comfyui", "forge", "a1111", "reforge", "forge-classic", "forge-neo", "sd-ux", "sdnext")
 TUNNELS = ("none", "cloudflared", "ngrok", "zrok", "localtunnel", "pinggy")
 ENGINES = ("auto", "aria2", "python")
 
