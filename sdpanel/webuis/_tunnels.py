@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from sdpanel._childenv import child_env
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 from sdpanel.storage import StorageRoot
 
@@ -49,10 +50,12 @@ def jupyter_proxy_url(base_url: str, port: int) -> str:
     return f"{base_url.rstrip('/')}/proxy/{port}/"
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, env: dict[str, str],
+           pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
         return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **env}, start_new_session=True, cwd=log.parent)
+                                env=child_env(env), start_new_session=True, cwd=log.parent,
+                                pass_fds=pass_fds)
 
 
 def _killpg(proc: subprocess.Popen[bytes] | None) -> None:
@@ -108,10 +111,17 @@ class Tunnel:
 
 async def _start_proxy(target_port: int, password: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {"SDPANEL_PROXY_PASSWORD": password,
-           "PYTHONPATH": os.pathsep.join(filter(None, [_PKG_PARENT, os.environ.get("PYTHONPATH")]))}
-    proc = _spawn([sys.executable, "-m", "sdpanel.webuis._proxy", "--target", str(target_port),
-                   "--port", str(port)], log, env)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [_PKG_PARENT, os.environ.get("PYTHONPATH")]))}
+    # The password travels through a pipe the child reads once at start: never argv, never
+    # its environment (``/proc/<pid>/environ`` keeps what a process started with).
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, password.encode())
+        os.close(write_fd)
+        proc = _spawn([sys.executable, "-m", "sdpanel.webuis._proxy", "--target", str(target_port),
+                       "--port", str(port), "--password-fd", str(read_fd)], log, env, (read_fd,))
+    finally:
+        os.close(read_fd)
     for _ in range(200):
         if proc.poll() is not None:
             raise TunnelError(f"The login proxy exited (code {proc.returncode}); see {log}")
