@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from sdpanel._childenv import child_env
 from sdpanel.storage import StorageRoot
 
 __all__ = ["Aria2Client", "Aria2Daemon", "Aria2RpcError", "Aria2Unavailable", "aria2_available"]
@@ -302,12 +303,14 @@ class Aria2Daemon:
             _register_secret(secret)
             port = _free_port()
             self._write_conf(secret, port)
-            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+            # 0600: whatever aria2 prints stays the user's own (it runs quiet, see the conf).
+            log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+            os.chmod(self.log_path, 0o600)
             try:
                 proc = subprocess.Popen(
                     [exe, f"--conf-path={self.conf_path}"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, close_fds=True,
+                    start_new_session=True, close_fds=True, env=child_env(), cwd=self.dir,
                 )
             finally:
                 log.close()
@@ -363,6 +366,23 @@ class Aria2Daemon:
             "console-log-level=warn",
             "summary-interval=0",
             "check-certificate=true",
+            # Plain HTTP(S) files only: a server answering a torrent or a metalink must not
+            # turn the daemon into a peer listening on the network, nor write other files.
+            "follow-torrent=false",
+            "follow-metalink=false",
+            "enable-dht=false",
+            "enable-dht6=false",
+            "bt-enable-lpd=false",
+            "enable-peer-exchange=false",
+            "bt-max-peers=1",
+            f"dht-file-path={self.dir / 'dht.dat'}",
+            f"dht-file-path6={self.dir / 'dht6.dat'}",
+            # aria2 has no protocol allow-list: ftp:// and sftp:// (a redirect can lead there)
+            # go through this proxy, a closed loopback port, so they fail without a connection.
+            "ftp-proxy=http://127.0.0.1:1",
+            "no-netrc=true",
+            # Console output names URLs (signed, with tokens): errors come over RPC instead.
+            "quiet=true",
         ]
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
