@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
-    "REASONS", "DownloadError", "disk_error", "http_error", "redact_text", "scheme_refused",
+    "MASK", "REASONS", "DownloadError", "disk_error", "http_error", "mask_secrets", "redact_text",
+    "scheme_refused",
     "unreachable_error",
 ]
 
@@ -54,8 +55,23 @@ def redact_text(text: str) -> str:
         text = redact(text)
     except Exception:  # noqa: BLE001 - settings missing or broken must not hide the error
         pass
-    text = _TOKEN_PARAM.sub(r"\1***", text)
+    text = _TOKEN_PARAM.sub(r"\1" + MASK, text)
     return _BEARER.sub(r"\1***", text)
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` (a string, or dicts/lists of them) with :func:`redact_text` applied to every
+    string: what a journal or a sidecar may keep of URLs that carried a token or signature."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+MASK = "***"
 
 
 class DownloadError(Exception):

@@ -179,9 +179,8 @@ async def open_tunnel(tool: str, webui_port: int, *, storage: StorageRoot, name:
     topic, key = f"webui:{name}", f"tunnel:{tool}"
     env: dict[str, str] = {}
     config = storage.state_path("tunnels", f"{tool}-{name}.yml")
+    own_token = resolve_secret(spec["secret"]) if spec.get("secret") and spec["auth"] == "own" else None
     if spec["auth"] == "own":
-        _ngrok_config(config, webui_port, tunnel.password, resolve_secret(spec.get("secret", "")) if
-                      spec.get("secret") else None)
         tunnel.exposed_port, tunnel.config_path = webui_port, config
     else:
         tunnel.proxy, tunnel.exposed_port = await _start_proxy(
@@ -195,8 +194,16 @@ async def open_tunnel(tool: str, webui_port: int, *, storage: StorageRoot, name:
 
     async def launch() -> None:
         start = log.stat().st_size if log.exists() else 0
-        tunnel.proc = _spawn(argv, log, env)
-        tunnel.url = await _read_url(tunnel.proc, log, start, spec["url"], timeout)
+        if tunnel.config_path is not None:
+            # The config holds the authtoken and the login: on disk only until the tool has
+            # read it (it has once it prints its URL), written again for each restart.
+            _ngrok_config(config, webui_port, tunnel.password, own_token)
+        try:
+            tunnel.proc = _spawn(argv, log, env)
+            tunnel.url = await _read_url(tunnel.proc, log, start, spec["url"], timeout)
+        finally:
+            if tunnel.config_path is not None:
+                tunnel.config_path.unlink(missing_ok=True)
         tunnel.state = "ready"
         storage.state_path("pids", f"tunnel-{tool}-{name}.json").write_text(json.dumps(
             {"name": f"tunnel-{tool}-{name}", "pid": tunnel.proc.pid, "started": time.time(),
@@ -298,6 +305,8 @@ def stop_recorded_tunnels(storage: StorageRoot, name: str) -> int:
                 os.killpg(pid, signal.SIGTERM)
                 stopped += 1
         path.unlink(missing_ok=True)
+    for config in (storage.state_dir / "tunnels").glob(f"*-{name}.yml"):
+        config.unlink(missing_ok=True)  # a tool's config with its token and our login
     return stopped
 
 
