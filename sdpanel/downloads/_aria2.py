@@ -331,7 +331,8 @@ class Aria2Daemon:
                 self._popen, self.pid = proc, proc.pid
                 tmp = self.pid_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps({"name": "aria2", "pid": proc.pid, "port": port,
-                                           "started": started, "kind": "aria2c"}), encoding="utf-8")
+                                           "started": started, "kind": "aria2c",
+                                           "starter": os.getpid()}), encoding="utf-8")
                 os.replace(tmp, self.pid_path)
                 return client
             await client.close()
@@ -417,16 +418,37 @@ class Aria2Daemon:
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
 
+    def _orphaned(self) -> bool:
+        """The process that started the daemon is gone (a killed CLI run, whose download
+        this process re-attached to): nobody keeps it on purpose any more."""
+        try:
+            starter = int(json.loads(self.pid_path.read_text(encoding="utf-8"))["starter"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # a record without a starter: assume someone keeps it
+        return starter != os.getpid() and not psutil.pid_exists(starter)
+
+    def _other_clients(self) -> int:
+        """RPC connections to the daemon besides ours (another kernel or CLI run using it)."""
+        if self.pid is None or self.client is None:
+            return 0
+        try:
+            conns = psutil.Process(self.pid).net_connections("inet")
+        except psutil.Error:
+            return 0
+        return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED
+                   and c.laddr.port == self.client.port) - 1
+
     async def shutdown_if_idle(self) -> bool:
-        """Stop the daemon if this object started it and nothing is downloading (a one-shot
-        CLI run should not leave a daemon behind; a kernel's daemon stays)."""
-        if self._popen is None or self.client is None:
+        """Stop the daemon if this object started it (or re-attached to one whose starter is
+        gone), nothing is downloading and no other client is connected: a one-shot CLI run
+        should not leave a daemon behind; a kernel's daemon stays."""
+        if self.client is None or (self._popen is None and not self._orphaned()):
             return False
         try:
             stat = await self.client.call("aria2.getGlobalStat", timeout=3.0)
         except (Aria2Unavailable, Aria2RpcError):
             return False
-        if int(stat.get("numActive", 0)) or int(stat.get("numWaiting", 0)):
+        if int(stat.get("numActive", 0)) or int(stat.get("numWaiting", 0)) or self._other_clients() > 0:
             return False
         await self.shutdown(grace=2.0)
         return True
