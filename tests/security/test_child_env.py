@@ -5,7 +5,6 @@ password is in neither its environment nor its command line."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -17,11 +16,9 @@ from sdpanel._childenv import child_env
 from sdpanel.downloads import Aria2Daemon
 from sdpanel.runtime import EventBus
 from sdpanel.storage import StorageRoot
-from sdpanel.webuis import ProcessManager, launch_spec
 from sdpanel.webuis._git import StepLog
 from sdpanel.webuis._tunnels import open_tunnel
-from tests.fixtures.stub_tunnels import install_stub_tools
-from tests.fixtures.webui_packages import build_tree
+from tests.fixtures.stub_tunnels import stub_webui_and_tools
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -42,13 +39,8 @@ def store(tmp_path: Path) -> StorageRoot:
 
 @pytest.fixture
 async def webui(tmp_path: Path, store: StorageRoot, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[object]:
-    install_stub_tools(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    mgr = ProcessManager(store)
-    proc = await mgr.start(launch_spec("comfyui", build_tree(tmp_path / "ComfyUI"), port=0,
-                                       env={"STUB_WEBUI_DELAY": "0.1"}))
-    yield proc
-    await mgr.stop("comfyui")
+    async with stub_webui_and_tools(tmp_path, store, monkeypatch) as proc:
+        yield proc
 
 
 def test_allow_list_keeps_what_programs_need_and_drops_secrets() -> None:

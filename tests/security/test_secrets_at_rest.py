@@ -19,12 +19,10 @@ from sdpanel.downloads import DownloadQueue, DownloadSpec
 from sdpanel.runtime import EventBus
 from sdpanel.sources import ResolveContext, resolve_link
 from sdpanel.storage import StorageRoot
-from sdpanel.webuis import ProcessManager, launch_spec
 from sdpanel.webuis._tunnels import open_tunnel, stop_recorded_tunnels
 from tests.fixtures.civitai_server import CivitAIServer
 from tests.fixtures.range_server import RangeServer
-from tests.fixtures.stub_tunnels import install_stub_tools
-from tests.fixtures.webui_packages import build_tree
+from tests.fixtures.stub_tunnels import stub_webui_and_tools
 
 ENGINES = ["python"] + (["aria2"] if shutil.which("aria2c") else [])
 URL_SECRET = "sdptest-url-secret-7f3e"
@@ -116,12 +114,7 @@ async def test_pasted_civitai_token_link_downloads_with_that_token(
 async def test_ngrok_config_is_gone_once_read_and_after_stop(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     store = StorageRoot.at(tmp_path / "store").ensure()
-    install_stub_tools(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    mgr = ProcessManager(store)
-    proc = await mgr.start(launch_spec("comfyui", build_tree(tmp_path / "ComfyUI"), port=0,
-                                       env={"STUB_WEBUI_DELAY": "0.1"}))
-    try:
+    async with stub_webui_and_tools(tmp_path, store, monkeypatch) as proc:
         tunnel = await open_tunnel("ngrok", proc.port, storage=store, name="comfyui")
         try:
             assert tunnel.url and not list((store.state_dir / "tunnels").glob("*.yml"))
@@ -132,5 +125,3 @@ async def test_ngrok_config_is_gone_once_read_and_after_stop(tmp_path: Path,
         left.write_text('authtoken: "x"\n')
         stop_recorded_tunnels(store, "comfyui")
         assert not left.exists()
-    finally:
-        await mgr.stop("comfyui")
