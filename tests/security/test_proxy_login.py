@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from sdpanel.webuis._proxy import COOKIE, AuthProxy
 from sdpanel.webuis._proxy_auth import FREE_FAILURES, LoginThrottle, Sessions
+from sdpanel.webuis._tunnels import _killpg, _start_proxy
 from tests.fixtures.comfy_origin import comfy_sources, origin_checked_app, post_prompt_through_proxy
 
 PASSWORD = "correct-horse-battery"
@@ -159,3 +161,24 @@ async def test_websocket_only_from_the_proxys_own_origin(proxy: AuthProxy) -> No
             headers = {**auth, "Origin": origin, **({"Host": host} if host else {})}
             async with s.ws_connect(url, headers=headers) as ws:
                 assert (await ws.receive_json())["type"] == "status"
+
+
+async def test_detached_proxy_logs_no_tracebacks_for_hostile_logins(comfy: int, tmp_path: Path) -> None:
+    """The proxy as tunnels run it (its own process, password through a pipe): hundreds of
+    non-ASCII guesses leave its log without a traceback (it used to grow by MBs)."""
+    log = tmp_path / "proxy.log"
+    proc, port = await _start_proxy(comfy, PASSWORD, log)
+    try:
+        async with aiohttp.ClientSession() as s:
+            for i in range(300):
+                async with s.get(f"http://127.0.0.1:{port}/", headers={
+                        "X-Forwarded-For": f"10.1.{i // 200}.{i % 200}",
+                        "Authorization": _basic("sdpanel", f"пароль{i}")}) as r:
+                    assert r.status in (401, 429)
+            async with s.get(f"http://127.0.0.1:{port}/", headers={"Authorization": _basic("sdpanel", PASSWORD),
+                                                                  "X-Forwarded-For": "192.0.2.1"}) as r:
+                assert r.status in (200, 429)  # the global cap may still hold after 300 guesses
+    finally:
+        _killpg(proc)
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and len(text) < 10_000, text[-2000:]
