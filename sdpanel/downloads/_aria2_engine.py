@@ -14,13 +14,13 @@ import contextlib
 import re
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from ._aria2 import Aria2Client, Aria2Daemon, Aria2RpcError, Aria2Unavailable
 from ._engine import ProgressFn, SaveStateFn, Transfer, TransferResult
-from ._errors import DownloadError, http_error, unreachable_error
+from ._errors import DownloadError, http_error, scheme_refused, unreachable_error
 
 __all__ = ["Aria2Engine", "aria2_error"]
 
@@ -71,18 +71,32 @@ def aria2_error(code: str | int, message: str, url: str) -> DownloadError:
 
 
 async def _probe_error(t: Transfer) -> DownloadError | None:
-    """The HTTP error the byte URL answers now (a one-byte ranged GET), if any."""
+    """The error the byte URL answers now (one-byte ranged GETs, redirects followed by hand
+    so headers stay on their host), if any: an HTTP error, or a redirect out of http(s)
+    that aria2 only reports as a failed connection."""
+    url, headers = t.url, dict(t.headers)
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-            t.url, headers={**t.headers, "Range": "bytes=0-0"},
-            timeout=aiohttp.ClientTimeout(total=15),
-        ) as resp:
-            if resp.status < 400:
-                return None
-            body = await resp.content.read(4096)
-            return http_error(resp.status, t.url, body, dict(resp.headers), "url")
+        async with aiohttp.ClientSession() as session:
+            for _hop in range(10):
+                async with session.get(url, headers={**headers, "Range": "bytes=0-0"},
+                                       allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        target = urljoin(url, resp.headers["Location"])
+                        refused = scheme_refused(url, target)
+                        if refused is not None:
+                            return refused
+                        if urlsplit(target).netloc != urlsplit(url).netloc:
+                            headers = {}
+                        url = target
+                        continue
+                    if resp.status < 400:
+                        return None
+                    body = await resp.content.read(4096)
+                    return http_error(resp.status, url, body, dict(resp.headers), "url")
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return unreachable_error(t.url, exc)
+    return None
 
 
 class _StatusPoller:
@@ -234,9 +248,13 @@ class Aria2Engine:
                     return TransferResult(size=size, sha256=None, content_type=None, filename=None)
                 if status == "error":
                     err = aria2_error(st.get("errorCode", 1), st.get("errorMessage", ""), t.url)
-                    if str(st.get("errorCode")) == "22" and not _STATUS_RE.search(st.get("errorMessage", "")):
-                        # aria2 often reports only "No URI available": ask the server ourselves.
-                        err = await _probe_error(t) or err
+                    if (str(st.get("errorCode")) == "22" and not _STATUS_RE.search(st.get("errorMessage", ""))) \
+                            or err.reason == "unreachable":
+                        # aria2 often reports only "No URI available", and a redirect to
+                        # ftp:// as a failed connection (see ftp-proxy): ask the server ourselves.
+                        probed = await _probe_error(t)
+                        if probed is not None and (probed.reason != "unreachable" or err.reason != "unreachable"):
+                            err = probed
                     with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
                         await client.call("aria2.removeDownloadResult", gid)
                     if (err.status in (400, 403) and t.refresh_url is not None

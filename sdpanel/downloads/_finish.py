@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._engine import TransferResult
+from ._errors import mask_secrets
 from ._item import DownloadItem
 from ._naming import final_name_for, sanitize_filename
 from ._spec import DownloadSpec
@@ -109,7 +110,7 @@ def write_sidecar(final: Path, source: str, metadata: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".sidecar-", suffix=".tmp", dir=final.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(metadata, fh, indent=2, sort_keys=True, default=str)
+            json.dump(mask_secrets(metadata), fh, indent=2, sort_keys=True, default=str)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ._engine import ProgressFn, SaveStateFn, Transfer
-from ._errors import DownloadError, http_error, unreachable_error
+from ._errors import DownloadError, http_error, scheme_refused, unreachable_error
 
 if TYPE_CHECKING:
     from ._python_engine import PythonEngine
@@ -133,6 +133,9 @@ class HttpJob:
                 return resp
             target = urljoin(self.url, resp.headers["Location"])
             resp.release()
+            refused = scheme_refused(self.url, target)
+            if refused is not None:
+                raise refused
             if urlsplit(target).netloc != urlsplit(self.url).netloc:
                 # Headers (tokens) belong to their own host only.
                 headers = {k: v for k, v in headers.items() if k in ("Range", "If-Range")}

@@ -136,8 +136,22 @@ async def _civitai_version_spec(ctx: ResolveContext, model_id: int | None, versi
 
 
 async def _resolve_civitai_url(ctx: ResolveContext, url: str) -> DownloadSpec:
+    """A pasted ``?token=`` (CivitAI's "copy download link" form) is the token for that one
+    download: it moves into its ``Authorization`` header for the API host, registered with
+    the redactor, and never stays in the URL."""
+    query = parse_qs(urlsplit(url).query)
+    pasted = (query.pop("token", None) or [""])[0].strip()
+    spec = await _resolve_civitai_query(ctx, url, query)
+    if pasted:
+        from sdpanel.settings import register_secret
+
+        register_secret(pasted)
+        spec.headers = {**spec.headers, ctx.civitai_host: {"Authorization": f"Bearer {pasted}"}}
+    return spec
+
+
+async def _resolve_civitai_query(ctx: ResolveContext, url: str, query: dict[str, list[str]]) -> DownloadSpec:
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
     segs = [s for s in parts.path.split("/") if s]
     if len(segs) >= 4 and segs[:3] == ["api", "download", "models"] and segs[3].isdigit():
         return await _civitai_version_spec(ctx, None, int(segs[3]), query)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from sdpanel._childenv import child_env
+
 __all__ = ["ArchiveError", "ByteQueue", "ExtractReport", "UnsafeArchiveError", "detect_format",
            "extract_stream"]
 
@@ -385,7 +387,7 @@ def _extract_piped(codec: str, r: ByteQueue, dest: Path, report: ExtractReport) 
         raise ArchiveError(f"`{codec}` is needed to unpack .tar.{'zst' if codec == 'zstd' else codec} "
                            f"packages: install it (apt-get install {codec}) or use a .zip package")
     proc = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
     assert proc.stdin and proc.stdout and proc.stderr
     feed_error: list[BaseException] = []
 

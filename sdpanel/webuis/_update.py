@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdpanel._childenv import child_env
 from sdpanel.runtime import EventBus
 
 from ._git import StepError, StepLog
@@ -56,7 +57,8 @@ async def _query(repo: Path, *args: str) -> str | None:
     """A git question whose failure is an answer (None), kept out of the log."""
     proc = await asyncio.create_subprocess_exec(
         "git", "-C", str(repo), *args, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env=child_env({"GIT_TERMINAL_PROMPT": "0"}))
     out, _ = await proc.communicate()
     return out.decode("utf-8", errors="replace").strip() if proc.returncode == 0 else None
 
