@@ -24,7 +24,7 @@ import aiohttp
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
 from sdpanel.storage import ensure_free_space
 
-from ._extract import ByteQueue, ExtractReport, detect_format, extract_stream
+from ._extract import ByteQueue, ExtractLimits, ExtractReport, detect_format, extract_stream
 from ._relocate import find_venvs, fix_relocated_venv
 
 __all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
@@ -143,6 +143,14 @@ def fix_relocated_venv_at(venv: Path, staging: Path, target: Path) -> list[str]:
     return [n.replace(staged, final) for n in notes]
 
 
+def _wire_bytes(resp: aiohttp.ClientResponse, total: int | None) -> int:
+    """Bytes received as sent (before any Content-Encoding is undone), so ``done`` counts
+    what ``Content-Length`` counts and never passes it."""
+    # aiohttp < 3.12 has no total_raw_bytes (and decodes before counting): clamp then.
+    raw = int(getattr(resp.content, "total_raw_bytes", resp.content.total_bytes))
+    return min(raw, total) if total is not None else raw
+
+
 @dataclass
 class Streamed:
     """What :func:`stream_archive` unpacked: the extractor's report and the bytes received."""
@@ -171,7 +179,9 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
     outcome: dict[str, Any] = {}
     thread: threading.Thread | None = None
     try:
-        async with sess.get(url, headers=headers or {}) as resp:
+        # identity: a server that gzips on request (nginx, CDNs) would make Content-Length the
+        # compressed size while aiohttp hands us more bytes than that (progress past 100 %).
+        async with sess.get(url, headers={**(headers or {}), "Accept-Encoding": "identity"}) as resp:
             if resp.status != 200:
                 raise InstallError(f"Download of {label} failed: HTTP {resp.status} from {shown}")
             total = resp.content_length
@@ -184,14 +194,15 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
 
             def work() -> None:
                 try:
-                    outcome["report"] = extract_stream(fmt, q, staging)
+                    limits = ExtractLimits(compressed_size=total, declared_size=unpacked_size)
+                    outcome["report"] = extract_stream(fmt, q, staging, limits)
                 except BaseException as exc:  # noqa: BLE001 - handed back to the loop
                     outcome["error"] = exc
                 loop.call_soon_threadsafe(_resolve, done_evt)
 
             thread = threading.Thread(target=work, name=f"unpack-{label}", daemon=True)
             thread.start()
-            done, last, last_done = len(first), time.monotonic(), 0
+            done, last, last_done = 0, time.monotonic(), 0
             pending = first
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 if pending:
@@ -201,7 +212,7 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
                     ok = await asyncio.to_thread(q.put, chunk)
                 if not ok:
                     break  # the extractor refused the archive: stop downloading
-                done += len(chunk)
+                done = _wire_bytes(resp, total)
                 now = time.monotonic()
                 if now - last >= 0.25:
                     refused = probe() if probe else None
@@ -213,6 +224,7 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
                     last, last_done = now, done
             if pending:
                 await asyncio.to_thread(q.put, pending)
+            done = _wire_bytes(resp, total)
         short = InstallError(f"Download of {label} ended early ({done} of {total} bytes) from {shown}") \
             if total is not None and done < total else None
         q.close(short)
