@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
 from sdpanel.storage import ensure_free_space
 
 from ._extract import ByteQueue, ExtractLimits, ExtractReport, detect_format, extract_stream
-from ._relocate import find_venvs, fix_relocated_venv
+from ._relocate import find_venvs, fix_relocated_venv, inside_install, rewrite_file
 
 __all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
            "installed_info", "record_in_marker", "staging_dir",
@@ -130,16 +131,18 @@ def finish_install(staging: Path, target: Path, result: InstallResult, *, replac
 def fix_relocated_venv_at(venv: Path, staging: Path, target: Path) -> list[str]:
     """Fix ``venv`` (still in ``staging``) for where it will live after the final rename:
     fix it in place, then rewrite the staging path to the target path (the target may
-    still hold the old install, so the venv cannot be fixed at its final place)."""
-    notes = fix_relocated_venv(venv)
+    still hold the old install, so the venv cannot be fixed at its final place). Nothing
+    outside ``staging`` is written: see ``inside_install``."""
+    notes = fix_relocated_venv(venv, staging)
     staged, final = str(staging.resolve()), str(target.resolve())
-    cfg = venv / "pyvenv.cfg"
-    cfg.write_text(cfg.read_text(encoding="utf-8").replace(staged, final), encoding="utf-8")
+    cfg = inside_install(staging, venv / "pyvenv.cfg")
+    rewrite_file(cfg, cfg.read_text(encoding="utf-8").replace(staged, final).encode("utf-8"))
     for script in (venv / "bin").iterdir():
-        if script.is_file() and not script.is_symlink() and script.stat().st_size < 4 << 20:
-            data = script.read_bytes()
+        st = os.lstat(script)
+        if stat.S_ISREG(st.st_mode) and st.st_size < 4 << 20:
+            data = inside_install(staging, script).read_bytes()
             if staged.encode() in data[:4096]:
-                script.write_bytes(data.replace(staged.encode(), final.encode()))
+                rewrite_file(script, data.replace(staged.encode(), final.encode()))
     return [n.replace(staged, final) for n in notes]
 
 
