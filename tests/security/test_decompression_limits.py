@@ -16,9 +16,9 @@ import pytest
 
 from sdpanel.webuis import install_package
 from sdpanel.webuis._extract import ArchiveTooLargeError, ByteQueue, extract_stream
+from tests.fixtures.disks import small_disk
 from tests.fixtures.hostile_archives import (
     BOMB_SIZE,
-    small_disk,
     tar_zst_bomb,
     tree_fingerprint,
     write_tar,
