@@ -46,8 +46,8 @@ __all__ = ["ArchiveError", "ArchiveTooLargeError", "ByteQueue", "ExtractLimits",
 
 _VENV_PYTHON = re.compile(r"(^|/)bin/python[0-9.]*$")
 _CHUNK = 1 << 20
-# Tar keeps the owner's rwx and others' r-x only: no setuid/setgid/sticky, no shared write.
-_TAR_MODE_MASK = 0o755
+# Modes keep the owner's rwx and others' r-x only: no setuid/setgid/sticky, no shared write.
+_MODE_MASK = 0o755
 
 
 @dataclass
@@ -343,8 +343,8 @@ def _apply_central_directory(r: ByteQueue, placer: MemberPlacer, written: dict[s
         if stat.S_ISLNK(mode):
             links.append((name, path))
         elif stat.S_ISREG(mode) or not stat.S_IFMT(mode):
-            # No setuid/setgid from an archive. Plain chmod is safe: no link exists yet.
-            os.chmod(path, mode & 0o777)
+            # Plain chmod is safe here: no link of the archive exists yet.
+            os.chmod(path, (mode & _MODE_MASK) | 0o600)
     for name, path in links:
         if path.stat().st_size > 4096:
             raise UnsafeArchiveError(f"Refused archive member {name!r}: symlink text is not a path")
@@ -383,7 +383,7 @@ def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, placer: MemberPlac
             while piece := src.read(_CHUNK):
                 sink.write(piece)
             out.flush()
-            os.fchmod(out.fileno(), (member.mode & _TAR_MODE_MASK) | 0o600)
+            os.fchmod(out.fileno(), (member.mode & _MODE_MASK) | 0o600)
             with contextlib.suppress(OSError, OverflowError, ValueError):
                 os.utime(out.fileno(), (member.mtime, member.mtime))
         report.files += 1

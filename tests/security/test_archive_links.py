@@ -7,6 +7,7 @@ before the 3.11.13 fix) is as safe as a patched one."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,15 @@ async def test_links_that_stay_inside_still_install(ext: str, server: RangeServe
     await install_package(server.url(arc.name), target, webui="ok")
     assert os.readlink(target / "venv" / "lib64") == "lib"
     assert (target / "models" / "again").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+async def test_setuid_and_shared_write_bits_are_dropped(ext: str, server: RangeServer,
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "pkgs").mkdir()
+    arc = write_archive(tmp_path / "pkgs" / f"modes.{ext}",
+                        [("pkg/main.py", b"print('hi')\n", None), ("pkg/run.sh", b"#!/bin/sh\n", None)],
+                        mode=0o6777)
+    server.add_file(arc.name, arc)
+    await install_package(server.url(arc.name), tmp_path / "webuis" / "ok", webui="ok")
+    assert stat.S_IMODE((tmp_path / "webuis" / "ok" / "run.sh").stat().st_mode) == 0o755
