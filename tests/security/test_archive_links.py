@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from tests.fixtures.hostile_archives import (
 from tests.fixtures.range_server import RangeServer
 
 FORMATS = ["zip", "tar.zst", "tar.lz4", "tar.gz"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -111,3 +114,20 @@ async def test_setuid_and_shared_write_bits_are_dropped(ext: str, server: RangeS
     server.add_file(arc.name, arc)
     await install_package(server.url(arc.name), tmp_path / "webuis" / "ok", webui="ok")
     assert stat.S_IMODE((tmp_path / "webuis" / "ok" / "run.sh").stat().st_mode) == 0o755
+
+
+def test_cli_install_of_a_link_chain_prints_one_line(victim: Path, tmp_path: Path) -> None:
+    (tmp_path / "pkgs").mkdir()
+    arc = write_archive(tmp_path / "pkgs" / "chain.tar.zst", link_chain(payload=True))
+    with RangeServer() as srv:
+        srv.add_file(arc.name, arc)
+        done = subprocess.run([sys.executable, "-m", "sdpanel", "install", "comfyui", "--from",
+                               srv.url(arc.name), "--no-extensions", "--storage",
+                               str(tmp_path / "store"), "--webuis-dir", str(tmp_path / "webuis")],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Refused archive member 'pkg/a/b/esc/evil.txt'")
+    assert sorted(p.name for p in (tmp_path / "webuis").iterdir()) == ["victim"]
+    assert sorted(p.name for p in victim.iterdir()) == ["bin", "canary.txt"]

@@ -105,3 +105,18 @@ async def test_package_beyond_its_manifest_size_is_refused(tmp_path: Path) -> No
                                   unpacked_size=1 << 20)
     _one_sentence(str(ei.value))
     assert not (tmp_path / "comfyui").exists() and not (tmp_path / "comfyui.installing").exists()
+
+
+def test_cli_install_of_a_bomb_prints_one_line(bombs: dict[str, Path], tmp_path: Path) -> None:
+    with RangeServer() as srv:
+        srv.add_file("bomb.tar.zst", bombs["tar.zst"])
+        done = subprocess.run([sys.executable, "-m", "sdpanel", "install", "comfyui", "--from",
+                               srv.url("bomb.tar.zst"), "--no-extensions", "--storage",
+                               str(tmp_path / "store"), "--webuis-dir", str(tmp_path / "webuis")],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Refused the package: it unpacks to more "
+                                                   "than 1.0 GiB, over 100 times its 33.8 KiB size")
+    assert not list((tmp_path / "webuis").glob("comfyui*"))
