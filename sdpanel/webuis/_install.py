@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +25,8 @@ import aiohttp
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
 from sdpanel.storage import ensure_free_space
 
-from ._extract import ByteQueue, ExtractReport, detect_format, extract_stream
-from ._relocate import find_venvs, fix_relocated_venv
+from ._extract import ByteQueue, ExtractLimits, ExtractReport, detect_format, extract_stream
+from ._relocate import find_venvs, fix_relocated_venv, inside_install, rewrite_file
 
 __all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
            "installed_info", "record_in_marker", "staging_dir",
@@ -130,17 +131,27 @@ def finish_install(staging: Path, target: Path, result: InstallResult, *, replac
 def fix_relocated_venv_at(venv: Path, staging: Path, target: Path) -> list[str]:
     """Fix ``venv`` (still in ``staging``) for where it will live after the final rename:
     fix it in place, then rewrite the staging path to the target path (the target may
-    still hold the old install, so the venv cannot be fixed at its final place)."""
-    notes = fix_relocated_venv(venv)
+    still hold the old install, so the venv cannot be fixed at its final place). Nothing
+    outside ``staging`` is written: see ``inside_install``."""
+    notes = fix_relocated_venv(venv, staging)
     staged, final = str(staging.resolve()), str(target.resolve())
-    cfg = venv / "pyvenv.cfg"
-    cfg.write_text(cfg.read_text(encoding="utf-8").replace(staged, final), encoding="utf-8")
+    cfg = inside_install(staging, venv / "pyvenv.cfg")
+    rewrite_file(cfg, cfg.read_text(encoding="utf-8").replace(staged, final).encode("utf-8"))
     for script in (venv / "bin").iterdir():
-        if script.is_file() and not script.is_symlink() and script.stat().st_size < 4 << 20:
-            data = script.read_bytes()
+        st = os.lstat(script)
+        if stat.S_ISREG(st.st_mode) and st.st_size < 4 << 20:
+            data = inside_install(staging, script).read_bytes()
             if staged.encode() in data[:4096]:
-                script.write_bytes(data.replace(staged.encode(), final.encode()))
+                rewrite_file(script, data.replace(staged.encode(), final.encode()))
     return [n.replace(staged, final) for n in notes]
+
+
+def _wire_bytes(resp: aiohttp.ClientResponse, total: int | None) -> int:
+    """Bytes received as sent (before any Content-Encoding is undone), so ``done`` counts
+    what ``Content-Length`` counts and never passes it."""
+    # aiohttp < 3.12 has no total_raw_bytes (and decodes before counting): clamp then.
+    raw = int(getattr(resp.content, "total_raw_bytes", resp.content.total_bytes))
+    return min(raw, total) if total is not None else raw
 
 
 @dataclass
@@ -171,7 +182,9 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
     outcome: dict[str, Any] = {}
     thread: threading.Thread | None = None
     try:
-        async with sess.get(url, headers=headers or {}) as resp:
+        # identity: a server that gzips on request (nginx, CDNs) would make Content-Length the
+        # compressed size while aiohttp hands us more bytes than that (progress past 100 %).
+        async with sess.get(url, headers={**(headers or {}), "Accept-Encoding": "identity"}) as resp:
             if resp.status != 200:
                 raise InstallError(f"Download of {label} failed: HTTP {resp.status} from {shown}")
             total = resp.content_length
@@ -184,14 +197,15 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
 
             def work() -> None:
                 try:
-                    outcome["report"] = extract_stream(fmt, q, staging)
+                    limits = ExtractLimits(compressed_size=total, declared_size=unpacked_size)
+                    outcome["report"] = extract_stream(fmt, q, staging, limits)
                 except BaseException as exc:  # noqa: BLE001 - handed back to the loop
                     outcome["error"] = exc
                 loop.call_soon_threadsafe(_resolve, done_evt)
 
             thread = threading.Thread(target=work, name=f"unpack-{label}", daemon=True)
             thread.start()
-            done, last, last_done = len(first), time.monotonic(), 0
+            done, last, last_done = 0, time.monotonic(), 0
             pending = first
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 if pending:
@@ -201,7 +215,7 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
                     ok = await asyncio.to_thread(q.put, chunk)
                 if not ok:
                     break  # the extractor refused the archive: stop downloading
-                done += len(chunk)
+                done = _wire_bytes(resp, total)
                 now = time.monotonic()
                 if now - last >= 0.25:
                     refused = probe() if probe else None
@@ -213,6 +227,7 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
                     last, last_done = now, done
             if pending:
                 await asyncio.to_thread(q.put, pending)
+            done = _wire_bytes(resp, total)
         short = InstallError(f"Download of {label} ended early ({done} of {total} bytes) from {shown}") \
             if total is not None and done < total else None
         q.close(short)

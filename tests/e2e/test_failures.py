@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.disks import small_disk
 from tests.fixtures.range_server import RangeServer
 
 from ._harness import (
@@ -161,16 +162,11 @@ def test_missing_token_for_gated_model(site: str, servers: Servers, fresh: tuple
 
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        stop_started(path)  # its pid records vanish with the mount: stop what they name first
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    with small_disk(path, size):
+        try:
+            yield path
+        finally:
+            stop_started(path)  # its pid records vanish with the mount: stop what they name first
 
 
 def test_full_disk_stops_at_download_then_rerun_after_freeing(
