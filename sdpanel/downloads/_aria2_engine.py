@@ -80,7 +80,8 @@ async def _probe_error(t: Transfer) -> DownloadError | None:
             if resp.status < 400:
                 return None
             body = await resp.content.read(4096)
-            return http_error(resp.status, t.url, body, dict(resp.headers), "url")
+            return http_error(resp.status, t.url, body, dict(resp.headers), "url",
+                              carried_auth=any(k.lower() == "authorization" for k in t.headers))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return unreachable_error(t.url, exc)
 
