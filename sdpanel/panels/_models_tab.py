@@ -125,7 +125,8 @@ class ModelsController:
             # A panel answers fast or says why: one short back-off, then the Retry button.
             cache = ctx.cache_dir / "civitai" if ctx.cache_dir else None
             ctx._civitai = CivitAIClient(ctx.civitai_base_url, ctx.civitai_token, cache_dir=cache,
-                                         timeout=20.0, max_retries=1, max_retry_wait=5.0)
+                                         timeout=20.0, max_retries=1, max_retry_wait=5.0,
+                                         full_catalogue=ctx.civitai_full_catalogue)
             self.ctx = ctx
         return self.ctx
 
