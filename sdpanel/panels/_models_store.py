@@ -135,6 +135,7 @@ class StoreActions:
             ctl._remember([item])
             card = civitai_card(item, local)
             if card is not None:
+                card["st"] = "update"  # the card shows the newest version; the store has an older one
                 cards.append(card)
         installed = len({m.model_id for m in models if m.model_id is not None})
         note = (f"{len(cards)} of {installed} installed CivitAI model{'s' if installed != 1 else ''} "

@@ -6,31 +6,17 @@ count shows in the status line — light, dark and in the 250 px sidebar."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fixtures.civitai_server import CivitAIServer
 
-from .lab import (
-    CURRENT_NOTEBOOK,
-    LabServer,
-    cell_errors,
-    open_notebook,
-    run_all_cells,
-    screenshot,
-    set_theme,
-    write_notebook,
-)
+from .lab import LabServer, screenshot, set_theme
+from .test_models_panel import civitai, show_models
 
+__all__ = ["civitai"]  # the module's CivitAI server fixture
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def civitai() -> Iterator[CivitAIServer]:
-    with CivitAIServer() as srv:
-        yield srv
 
 
 def _ready(page: Any) -> None:
@@ -41,6 +27,8 @@ def _ready(page: Any) -> None:
 
 def test_store_aware_models_tab(page: Any, lab_server: LabServer, civitai: CivitAIServer) -> None:
     store = lab_server.storage
+    for left in store.glob("checkpoints/DreamyRealism_v2*"):  # another test's download of v2
+        left.unlink()
     pony = civitai.model(1003)["modelVersions"][0]["files"][0]
     (store / "loras").mkdir(parents=True, exist_ok=True)
     (store / "loras" / "my-pony-style.safetensors").write_bytes(civitai.payload(pony["id"]))
@@ -52,19 +40,7 @@ def test_store_aware_models_tab(page: Any, lab_server: LabServer, civitai: Civit
         {"source": "civitai", "model_id": 1001, "version_id": old["id"], "file_id": old["files"][0]["id"]}))
 
     page.set_viewport_size({"width": 1400, "height": 1000})
-    code = ("import os\n"
-            f"os.environ['SDPANEL_CIVITAI_BASE_URL'] = {civitai.base_url!r}\n"
-            "os.environ['SDPANEL_DOWNLOAD_ENGINE'] = 'python'\n"
-            "from sdpanel.panels import Panel\n"
-            "p = Panel()\np.active_tab = 'models'\np")
-    write_notebook(lab_server.root_dir / "models-store.ipynb", [code])
-    open_notebook(page, lab_server, "models-store.ipynb")
-    run_all_cells(page)
-    root = page.locator(f"{CURRENT_NOTEBOOK} .sdpanel-root").first
-    try:
-        root.locator(".sdp-md-card").first.wait_for(state="visible", timeout=30_000)
-    except Exception:
-        raise AssertionError(f"No cards. Cell errors: {cell_errors(page)}; console: {page.sdp_console}") from None
+    root = show_models(page, lab_server, civitai, "models-store.ipynb")
 
     # Select what the store already has (under another name) and press Download.
     root.locator(".sdp-md-subtab[data-sub='loras']").click()
@@ -107,7 +83,7 @@ def test_store_aware_models_tab(page: Any, lab_server: LabServer, civitai: Civit
     _ready(page)
     root.locator(".sdp-md-hidden").wait_for()
     assert root.locator(".sdp-md-hidden").inner_text().startswith("1 hidden")
-    assert root.locator(".sdp-md-card", has_text="Dreamy Realism").count() == 0
+    root.locator(".sdp-md-card", has_text="Dreamy Realism").wait_for(state="detached")  # searched again
     assert json.loads((store / ".sdpanel" / "models-hidden.json").read_text())["creators"] == ["alice"]
 
     # The 250 px sidebar view of the same panel.

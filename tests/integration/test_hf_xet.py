@@ -9,14 +9,13 @@ import asyncio
 import hashlib
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sdpanel.downloads import DownloadQueue
-from sdpanel.runtime import EventBus
 from sdpanel.sources import ResolveContext, resolve_link
 from tests.fixtures.hf_server import HFServer
 from tests.fixtures.payloads import fake_safetensors
@@ -39,24 +38,6 @@ def hf() -> Iterator[HFServer]:
     with HFServer(xet=bridge) as srv:
         srv.add_file(REPO, "big.safetensors", DATA)
         yield srv
-
-
-@pytest.fixture
-async def make_queue(tmp_path: Path) -> AsyncIterator[Any]:
-    qs: list[DownloadQueue] = []
-
-    def make(**kw: Any) -> DownloadQueue:
-        q = DownloadQueue(tmp_path / "store", EventBus(), retry_backoff=0.05, connections=4, **kw)
-        qs.append(q)
-        return q
-
-    yield make
-    for q in qs:
-        await q.close()
-    if shutil.which("aria2c"):
-        from sdpanel.downloads import Aria2Daemon
-
-        await Aria2Daemon(tmp_path / "store").shutdown(grace=0.2)
 
 
 async def _spec(hf: HFServer) -> Any:
@@ -90,7 +71,7 @@ def _check_served(hf: HFServer, data: bytes, slack: int = 0) -> None:
 async def test_expired_and_refused_bridge_urls_are_resolved_again_mid_file(
         hf: HFServer, make_queue: Any, engine: str) -> None:
     spec = await _spec(hf)
-    q = make_queue(engine=engine, tokens={"HF_TOKEN": hf.token})
+    q = make_queue(engine=engine, tokens={"HF_TOKEN": hf.token}, connections=4)
     [iid] = await q.add(spec)
     await q.wait_all(timeout=120)
     item = q.item(iid)
@@ -106,7 +87,7 @@ async def test_expired_and_refused_bridge_urls_are_resolved_again_mid_file(
 async def test_resume_after_the_url_expired_fetches_only_what_is_missing(
         hf: HFServer, make_queue: Any, engine: str) -> None:
     spec = await _spec(hf)
-    q = make_queue(engine=engine, tokens={"HF_TOKEN": hf.token})
+    q = make_queue(engine=engine, tokens={"HF_TOKEN": hf.token}, connections=4)
     [iid] = await q.add(spec)
     sha = spec.sha256
     bridge = hf.xet

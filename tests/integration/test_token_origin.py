@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from sdpanel.downloads import DownloadError, DownloadQueue, DownloadSpec, resolve
+from sdpanel.downloads import DownloadError, DownloadSpec, resolve
 from sdpanel.downloads._spec import origin
-from sdpanel.runtime import EventBus
 from sdpanel.sources import ResolveContext, resolve_link
 from tests.fixtures.civitai_server import CivitAIServer
 
@@ -28,24 +27,6 @@ LOGIN_MODEL = 1013  # downloads need a logged-in key
 def civ() -> Iterator[CivitAIServer]:
     with CivitAIServer(storage_on_api_host=True) as s:
         yield s
-
-
-@pytest.fixture
-async def make_queue(tmp_path: Path) -> AsyncIterator[Any]:
-    qs: list[DownloadQueue] = []
-
-    def make(**kw: Any) -> DownloadQueue:
-        q = DownloadQueue(tmp_path / "store", EventBus(), retry_backoff=0.05, **kw)
-        qs.append(q)
-        return q
-
-    yield make
-    for q in qs:
-        await q.close()
-    if shutil.which("aria2c"):
-        from sdpanel.downloads import Aria2Daemon
-
-        await Aria2Daemon(tmp_path / "store").shutdown(grace=0.2)
 
 
 def test_origin_is_scheme_host_and_port() -> None:

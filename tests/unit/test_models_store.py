@@ -87,6 +87,15 @@ def test_updates_show_installed_models_with_a_newer_version(panel: Panel, storag
     cards = panel.models_page["cards"]
     assert [(c["id"], c["v"], c["st"]) for c in cards] == [(1001, 2001, "update")]
     assert "1 of 1 installed CivitAI model" in panel.models_state["note"]
+    newest = civitai.model(1001)["modelVersions"][0]["files"][0]
+    (path.parent / newest["name"]).write_bytes(civitai.payload(newest["id"]))
+    (path.parent / newest["name"]).with_suffix(".civitai.json").write_text(json.dumps(
+        {"source": "civitai", "model_id": 1001, "version_id": 2001, "file_id": newest["id"]}))
+    before = panel.models_state["seq"]
+    act(panel, "models.updates")
+    wait_for(lambda: panel.models_state.get("seq") == before + 1 and panel.models_state.get("status") == "ready",
+             what="updates again")
+    assert panel.models_page["cards"] == [], "the newest version is in the store too: no update"
 
 
 def test_every_version_by_file_preference(panel: Panel, civitai: CivitAIServer) -> None:
