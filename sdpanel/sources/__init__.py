@@ -36,11 +36,11 @@ from ._sidecars import (
     save_preview,
     write_model_sidecar,
 )
-from ._store_checks import AlreadyHave, find_in_store, link_instead, published_sha256
+from ._store_checks import AlreadyHave, find_in_store, link_instead, published_file
 
 # A verified hash that does not match: the downloads layer asks the source again (through
 # this hook, as it may not import sources) before calling the file corrupt.
-set_hash_recheck(published_sha256)
+set_hash_recheck(published_file)
 
 __all__ = [
     "AlreadyHave",
@@ -81,7 +81,7 @@ __all__ = [
     "preset_spec",
     "presets",
     "preview_path",
-    "published_sha256",
+    "published_file",
     "read_sidecar",
     "resolve_link",
     "resolve_link_sync",

@@ -17,7 +17,7 @@ from sdpanel.storage import StorageRoot
 from ._errors import SourceError
 from ._index import InstalledModel, LocalIndex
 
-__all__ = ["AlreadyHave", "find_in_store", "link_instead", "published_sha256", "spec_target"]
+__all__ = ["AlreadyHave", "find_in_store", "link_instead", "published_file", "spec_target"]
 
 
 @dataclass
@@ -102,10 +102,10 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-async def published_sha256(spec: DownloadSpec) -> str | None:
-    """The sha256 the source publishes for this spec's file right now (no cache), or None
-    when it cannot say. CivitAI: the version's file by id; Hugging Face: X-Linked-Etag of
-    the resolve URL. The API origin is the spec's own URL (mirrors and tests included)."""
+async def published_file(spec: DownloadSpec) -> tuple[str | None, int | None]:
+    """The (sha256, size) the source publishes for this spec's file right now (no cache);
+    None where it cannot say. CivitAI: the version's file by id; Hugging Face: X-Linked-Etag
+    and size of the resolve URL. The API origin is the spec's own URL (mirrors, tests)."""
     from sdpanel.settings import resolve_secret
 
     scheme, host, port = origin(spec.url)
@@ -123,8 +123,10 @@ async def published_sha256(spec: DownloadSpec) -> str | None:
             for f in version.get("files") or []:
                 if f.get("id") == meta.get("file_id") or (meta.get("file_id") is None and f.get("primary")):
                     sha = (f.get("hashes") or {}).get("SHA256")
-                    return str(sha).lower() if sha else None
-            return None
+                    kb = f.get("sizeKB")
+                    return (str(sha).lower() if sha else None,
+                            round(float(kb) * 1024) if isinstance(kb, (int, float)) else None)
+            return None, None
         if spec.source == "huggingface" and meta.get("repo_id") and meta.get("path"):
             from ._hf import HFClient
 
@@ -135,7 +137,7 @@ async def published_sha256(spec: DownloadSpec) -> str | None:
                                           str(meta.get("repo_type") or "model"))
             finally:
                 await hf.close()
-            return info.sha256
+            return info.sha256, info.size
     except SourceError:
-        return None
-    return None
+        return None, None
+    return None, None

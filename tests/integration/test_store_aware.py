@@ -154,3 +154,29 @@ def test_hidden_creators_and_models_stay_hidden_across_sessions(civ: CivitAIServ
     assert "creator @alice" in listed.stdout and f"model {LORA}" in listed.stdout
     assert cli(civ, store, "hide", "--undo").returncode == 0
     assert {1001, 1005} <= ids("portrait")
+
+
+@pytest.mark.parametrize("engine", ["python"] + (["aria2"] if shutil.which("aria2c") else []))
+async def test_a_file_replaced_upstream_with_another_size_is_fetched_anew(
+        civ: CivitAIServer, tmp_path: Path, engine: str) -> None:
+    """Replaced files usually change size: the size check asks the API again too, and the
+    download retries with the size and hash the API publishes now."""
+    ctx = ResolveContext(civitai_base_url=civ.base_url, probe_links=False)
+    try:
+        spec = await resolve_link(f"{civ.base_url}/models/{LORA}", ctx)
+    finally:
+        await ctx.aclose()
+    file_id = int(spec.metadata["file_id"])
+    new = civ.payload(file_id) + b"\x03" * 3000
+    civ.replace_file(file_id, new)
+    q = DownloadQueue(tmp_path / "store", EventBus(), engine=engine, retry_backoff=0.05)
+    try:
+        [iid] = await q.add(spec)
+        await q.wait_all(timeout=60)
+        item = q.item(iid)
+    finally:
+        await q.close(stop_idle_daemon=True)
+    assert item["state"] == "done", item
+    assert Path(item["path"]).read_bytes() == new
+    side = json.loads(Path(item["path"]).with_suffix(".civitai.json").read_text())
+    assert side["sha256"] == hashlib.sha256(new).hexdigest() and side["size_replaced"] == len(new) - 3000
