@@ -21,6 +21,7 @@ import aiohttp
 from ._aria2 import Aria2Client, Aria2Daemon, Aria2RpcError, Aria2Unavailable
 from ._engine import ProgressFn, SaveStateFn, Transfer, TransferResult
 from ._errors import DownloadError, http_error, scheme_refused, unreachable_error
+from ._spec import origin
 
 __all__ = ["Aria2Engine", "aria2_error"]
 
@@ -86,17 +87,43 @@ async def _probe_error(t: Transfer) -> DownloadError | None:
                         refused = scheme_refused(url, target)
                         if refused is not None:
                             return refused
-                        if urlsplit(target).netloc != urlsplit(url).netloc:
+                        if origin(target) != origin(url):
                             headers = {}
                         url = target
                         continue
                     if resp.status < 400:
                         return None
                     body = await resp.content.read(4096)
-                    return http_error(resp.status, url, body, dict(resp.headers), "url")
+                    return http_error(resp.status, url, body, dict(resp.headers), "url",
+                                      carried_auth=any(k.lower() == "authorization" for k in headers))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return unreachable_error(t.url, exc)
     return None
+
+
+class _RefreshBudget:
+    """How often an expired or refused signed URL is resolved again: as long as the download
+    gains bytes between two refusals (a long file outlives a 1 h Xet URL; the bridge 403s
+    extra connections part-way), but at most ``_MAX_REFRESHES`` times in a row without a
+    byte gained (then the refusal is real)."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+        self.done_at_last = -1
+
+    def allows(self, done: int) -> bool:
+        if done > self.done_at_last:
+            self.in_a_row = 0
+        return self.in_a_row < _MAX_REFRESHES
+
+    def spend(self, done: int) -> None:
+        self.in_a_row += 1
+        self.done_at_last = done
+
+
+def _refused_signed_url(err: DownloadError) -> bool:
+    """Storage refusing a URL that resolving again can replace (expired, 403 part-way)."""
+    return err.status in (400, 403) and "auth mechanism" not in err.message
 
 
 class _StatusPoller:
@@ -211,8 +238,8 @@ class Aria2Engine:
                 poller.kick()
 
         unsub = client.subscribe(notify)
-        refreshes = restarts = 0
-        progressed_since_refresh = False
+        restarts = 0
+        budget = _RefreshBudget()
         first = True
         try:
             while True:
@@ -238,8 +265,6 @@ class Aria2Engine:
                 done = int(st.get("completedLength") or 0)
                 total = int(st.get("totalLength") or 0) or t.size
                 progress(done, total, float(st.get("downloadSpeed") or 0))
-                if done:
-                    progressed_since_refresh = True
                 status = st.get("status")
                 if status == "complete":
                     with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
@@ -257,11 +282,11 @@ class Aria2Engine:
                             err = probed
                     with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
                         await client.call("aria2.removeDownloadResult", gid)
-                    if (err.status in (400, 403) and t.refresh_url is not None
-                            and refreshes < _MAX_REFRESHES and (progressed_since_refresh or refreshes == 0)):
-                        # A signed storage URL expired mid-way: resolve again, resume same out.
-                        refreshes += 1
-                        progressed_since_refresh = False
+                    if _refused_signed_url(err) and t.refresh_url is not None and budget.allows(done):
+                        # A signed storage URL expired or was refused mid-way: resolve again
+                        # from the API URL and resume the same out (the .aria2 control file
+                        # keeps the finished pieces).
+                        budget.spend(done)
                         t.url, t.headers = await t.refresh_url()
                         gid = await self._add(client, t, save_state)
                         continue

@@ -25,7 +25,7 @@ from sdpanel.storage import (
 
 from ._engine import Engine, Transfer
 from ._errors import DownloadError, unreachable_error
-from ._finish import already_present, finalize, remove_part, target_name
+from ._finish import already_present, finalize, published_now, remove_part, target_name
 from ._item import FINISHED, DownloadItem
 from ._partlock import lock_part
 from ._resolve import Resolved, resolve
@@ -182,8 +182,17 @@ class AttemptRunner:
             if space_error and item.stop is None:
                 raise space_error[0] from None
             raise
+        except DownloadError as exc:
+            if exc.reason == "size_mismatch":
+                await self._replaced_upstream(item)
+            raise
         item.engine_state = transfer.state
-        final, sha = await finalize(item, spec, part, result, folder)
+        try:
+            final, sha = await finalize(item, spec, part, result, folder)
+        except DownloadError as exc:
+            if exc.reason == "size_mismatch":  # an engine that did not know the size (aria2)
+                await self._replaced_upstream(item)
+            raise
         self._done(item, final, sha, skipped=False)
 
     def engine(self, name: str) -> Engine:
@@ -249,6 +258,22 @@ class AttemptRunner:
             again = await resolve(spec, self._session, self.queue.tokens)
             return again.url, again.headers
         return refresh
+
+    async def _replaced_upstream(self, item: DownloadItem) -> None:
+        """The server's file has another size than the source listed: ask the source again
+        (authors replace CivitAI files silently). When it now lists another size, take the
+        new size and hash and retry at once; otherwise the size mismatch stands."""
+        spec = item.spec
+        sha, size = await published_now(spec)
+        if size is None or size == spec.size:
+            return
+        old = spec.size
+        spec.metadata["size_replaced"], spec.metadata["sha256_replaced"] = old, spec.sha256
+        spec.size, spec.sha256 = size, sha
+        spec.metadata["sha256"] = sha
+        raise DownloadError("changed_upstream", f"{item.name} was replaced at its source ({old} → "
+                            f"{size} bytes, new SHA-256 published): downloading the new file.",
+                            retryable=True, resumable=False)
 
     def _done(self, item: DownloadItem, final: Path, sha: str | None, *, skipped: bool) -> None:
         item.final_path, item.sha256 = str(final), sha

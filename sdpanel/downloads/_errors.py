@@ -164,9 +164,12 @@ def http_error(
     body: str | bytes | None = None,
     headers: Mapping[str, str] | None = None,
     source: str = "url",
+    *,
+    carried_auth: bool = False,
 ) -> DownloadError:
     """Map an HTTP failure (status + CivitAI body / Hugging Face ``X-Error-Code``) to a
-    :class:`DownloadError` whose message tells the user what happened and what to do."""
+    :class:`DownloadError` whose message tells the user what happened and what to do.
+    ``carried_auth``: the failed request sent an ``Authorization`` header."""
     headers = headers or {}
     host = urlsplit(url).hostname or url
     where = redact_text(host)
@@ -235,6 +238,12 @@ def http_error(
         ra = _retry_after(headers)
         return err("server_error", f"{where} had a server error ({status}); it will be "
                    "retried — if it persists, try again later.", retry_after=ra)
+    if status == 400 and (carried_auth or "only one auth mechanism" in low):
+        # S3/B2/R2 signed URLs are an auth mechanism: a header beside one is refused.
+        return err("forbidden", f"{where} refused the request because it carried an "
+                   "Authorization header besides the signed link (400 \"Only one auth mechanism "
+                   "allowed\"), not because the link expired: remove the header set for this host "
+                   "(tokens belong to the API host only) and retry.", retryable=False)
     if status == 400:
         return err("forbidden", f"{where} rejected the request (400), often an expired "
                    "signed link: retry so the link is resolved again.", retryable=True)

@@ -85,6 +85,9 @@ class Settings:
         "Check each download's SHA-256 against its source before naming it", param=False))
     civitai_base_url: str = field(default="https://civitai.com", metadata=_meta(
         "CivitAI base URL (tests and mirrors)", param=False))
+    civitai_full_catalogue_url: str = field(default="", metadata=_meta(
+        "Where searches with NSFW on go (empty: civitai.red for civitai.com, else the base URL)",
+        param=False))
     hf_base_url: str = field(default="https://huggingface.co", metadata=_meta(
         "Hugging Face base URL (tests and mirrors)", param=False))
 
