@@ -35,6 +35,9 @@ def _plant() -> dict[str, str]:
 
 
 PLANTED: dict[str, str] = _plant()
+# Children get an allow-listed environment (sdpanel._childenv); the stub WebUIs and tunnel
+# tools are steered by STUB_* variables, passed through the documented user knob.
+os.environ.setdefault("SDPANEL_CHILD_ENV", "STUB_*")
 _offenders: list[str] = []
 _offending_ids: set[str] = set()
 

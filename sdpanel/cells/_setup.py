@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdpanel._childenv import child_env
+
 _APT_TIMEOUT_S = 600
 
 
@@ -42,7 +44,7 @@ class SetupReport:
 def _apt_install(package: str) -> tuple[bool, str]:
     """``apt-get install`` non-interactively; on failure refresh the lists once and retry
     (fresh Colab/Kaggle images often have stale or empty package lists)."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = child_env({"DEBIAN_FRONTEND": "noninteractive"})
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
     err = ""
     for attempt in range(2):

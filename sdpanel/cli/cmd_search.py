@@ -83,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as exc:
         print(redact(f"error: {exc}"), file=sys.stderr)
         return 1
-    rows = [summarize(i, ctx.civitai_base_url) for i in page.items]
+    from sdpanel.cli.cmd_download import _storage_root
+    from sdpanel.sources import HiddenList
+    from sdpanel.storage import StorageRoot
+
+    hidden = HiddenList.load(StorageRoot.at(_storage_root(args.storage)))
+    rows = [summarize(i, ctx.civitai_base_url) for i in page.items if not hidden.hides(i)]
     if args.json:
         print(json.dumps({"items": rows, "next_cursor": page.next_cursor}, indent=2))
         return 0

@@ -2,6 +2,8 @@
 
     sdpanel install comfyui [--from URL] [--force]
     sdpanel launch comfyui [--tunnel cloudflared ...] [--wait] [--gpu 0] [--port 8188]
+    sdpanel update comfyui [--no-extensions]     (fast-forward, local changes kept)
+    sdpanel switch comfyui v0.3.64               (a tag, branch or commit)
     sdpanel stop comfyui
     sdpanel ps [--json]
     sdpanel logs comfyui [-n 100]
@@ -60,6 +62,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(p)
     p.set_defaults(func=run_launch)
 
+    p = subparsers.add_parser("update", help="update a WebUI and its extensions (fast-forward, local changes kept)")
+    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
+    p.add_argument("--no-extensions", action="store_true", help="leave the extensions as they are")
+    _common(p)
+    p.set_defaults(func=run_update)
+
+    p = subparsers.add_parser("switch", help="switch a WebUI to a tag, branch or commit (local changes kept)")
+    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
+    p.add_argument("ref", help="tag, branch or commit")
+    _common(p)
+    p.set_defaults(func=run_update)
+
     p = subparsers.add_parser("stop", help="stop a running WebUI (TERM, then KILL)")
     p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
     _common(p)
@@ -95,6 +109,17 @@ def run_install(args: argparse.Namespace) -> int:
     for note in res.notes:
         print(f"  {note}")
     return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    """``update`` and ``switch``: one line per checkout moved; exit 1 when the WebUI's own
+    move was refused (an extension's refusal is reported, not fatal)."""
+    ref = getattr(args, "ref", None)
+    results = asyncio.run(_service(args).update(args.webui, ref=ref,
+                                                extensions=not getattr(args, "no_extensions", False)))
+    for r in results:
+        print(r.line(), file=sys.stdout if r.ok else sys.stderr)
+    return 0 if results[0].ok else 1
 
 
 def run_launch(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from ._aria2 import Aria2Client, Aria2Daemon, Aria2RpcError, Aria2Unavailable, a
 from ._aria2_engine import Aria2Engine, aria2_error
 from ._engine import Engine, ProgressFn, Transfer, TransferResult
 from ._errors import REASONS, DownloadError, http_error
-from ._finish import sidecar_path, write_sidecar
+from ._finish import set_hash_recheck, sidecar_path, write_sidecar
 from ._item import FINISHED, STATES, DownloadItem
 from ._journal import Journal, JournalBusy
 from ._naming import filename_from_content_disposition, sanitize_filename
@@ -21,7 +21,7 @@ from ._python_engine import PythonEngine
 from ._queue import TOPIC, DownloadQueue, pick_engine
 from ._resolve import SOURCE_TOKENS, Resolved, detect_source, resolve
 from ._service import shared_queue, summarize
-from ._spec import DownloadSpec
+from ._spec import DownloadSpec, origin
 
 __all__ = [
     "FINISHED",
@@ -51,9 +51,11 @@ __all__ = [
     "detect_source",
     "filename_from_content_disposition",
     "http_error",
+    "origin",
     "pick_engine",
     "resolve",
     "sanitize_filename",
+    "set_hash_recheck",
     "shared_queue",
     "sidecar_path",
     "summarize",

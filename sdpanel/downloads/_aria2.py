@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from sdpanel._childenv import child_env
 from sdpanel.storage import StorageRoot
 
 __all__ = ["Aria2Client", "Aria2Daemon", "Aria2RpcError", "Aria2Unavailable", "aria2_available"]
@@ -303,12 +304,14 @@ class Aria2Daemon:
             _register_secret(secret)
             port = _free_port()
             self._write_conf(secret, port)
-            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+            # 0600: whatever aria2 prints stays the user's own (it runs quiet, see the conf).
+            log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+            os.chmod(self.log_path, 0o600)
             try:
                 proc = subprocess.Popen(
                     [exe, f"--conf-path={self.conf_path}"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, close_fds=True,
+                    start_new_session=True, close_fds=True, env=child_env(), cwd=self.dir,
                 )
             finally:
                 log.close()
@@ -329,7 +332,8 @@ class Aria2Daemon:
                 self._popen, self.pid = proc, proc.pid
                 tmp = self.pid_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps({"name": "aria2", "pid": proc.pid, "port": port,
-                                           "started": started, "kind": "aria2c"}), encoding="utf-8")
+                                           "started": started, "kind": "aria2c",
+                                           "starter": os.getpid()}), encoding="utf-8")
                 os.replace(tmp, self.pid_path)
                 return client
             await client.close()
@@ -364,6 +368,23 @@ class Aria2Daemon:
             "console-log-level=warn",
             "summary-interval=0",
             "check-certificate=true",
+            # Plain HTTP(S) files only: a server answering a torrent or a metalink must not
+            # turn the daemon into a peer listening on the network, nor write other files.
+            "follow-torrent=false",
+            "follow-metalink=false",
+            "enable-dht=false",
+            "enable-dht6=false",
+            "bt-enable-lpd=false",
+            "enable-peer-exchange=false",
+            "bt-max-peers=1",
+            f"dht-file-path={self.dir / 'dht.dat'}",
+            f"dht-file-path6={self.dir / 'dht6.dat'}",
+            # aria2 has no protocol allow-list: ftp:// and sftp:// (a redirect can lead there)
+            # go through this proxy, a closed loopback port, so they fail without a connection.
+            "ftp-proxy=http://127.0.0.1:1",
+            "no-netrc=true",
+            # Console output names URLs (signed, with tokens): errors come over RPC instead.
+            "quiet=true",
         ]
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -398,18 +419,39 @@ class Aria2Daemon:
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
 
+    def _orphaned(self) -> bool:
+        """The process that started the daemon is gone (a killed CLI run, whose download
+        this process re-attached to): nobody keeps it on purpose any more."""
+        try:
+            starter = int(json.loads(self.pid_path.read_text(encoding="utf-8"))["starter"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # a record without a starter: assume someone keeps it
+        return starter != os.getpid() and not psutil.pid_exists(starter)
+
+    def _other_clients(self) -> int:
+        """RPC connections to the daemon besides ours (another kernel or CLI run using it)."""
+        if self.pid is None or self.client is None:
+            return 0
+        try:
+            conns = psutil.Process(self.pid).net_connections("inet")
+        except psutil.Error:
+            return 0
+        return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED
+                   and c.laddr.port == self.client.port) - 1
+
     async def shutdown_if_idle(self, wait: bool = True) -> bool:
-        """Stop the daemon if this object started it and nothing is downloading (a one-shot
-        CLI run should not leave a daemon behind; a kernel's daemon stays). With ``wait``
-        false the caller does not sit through aria2c's own exit (1 s after SIGTERM, 4 s
-        after ``forceShutdown``): the record goes first, so nobody attaches to it."""
-        if self._popen is None or self.client is None:
+        """Stop the daemon if this object started it (or re-attached to one whose starter is
+        gone), nothing is downloading and no other client is connected: a one-shot CLI run
+        should not leave a daemon behind; a kernel's daemon stays. With ``wait`` false the
+        caller does not sit through aria2c's own exit (1 s after SIGTERM, 4 s after
+        ``forceShutdown``): the record goes first, so nobody attaches to it."""
+        if self.client is None or (self._popen is None and not self._orphaned()):
             return False
         try:
             stat = await self.client.call("aria2.getGlobalStat", timeout=3.0)
         except (Aria2Unavailable, Aria2RpcError):
             return False
-        if int(stat.get("numActive", 0)) or int(stat.get("numWaiting", 0)):
+        if int(stat.get("numActive", 0)) or int(stat.get("numWaiting", 0)) or self._other_clients() > 0:
             return False
         if wait:
             await self.shutdown(grace=2.0)

@@ -16,14 +16,15 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from ._aria2 import Aria2Client, Aria2Daemon, Aria2RpcError, Aria2Unavailable
 from ._aria2_hash import PieceHasher
 from ._engine import ProgressFn, SaveStateFn, Transfer, TransferResult
-from ._errors import DownloadError, http_error, unreachable_error
+from ._errors import DownloadError, http_error, scheme_refused, unreachable_error
+from ._spec import origin
 
 __all__ = ["Aria2Engine", "aria2_error", "split_size"]
 
@@ -84,18 +85,58 @@ def aria2_error(code: str | int, message: str, url: str) -> DownloadError:
 
 
 async def _probe_error(t: Transfer) -> DownloadError | None:
-    """The HTTP error the byte URL answers now (a one-byte ranged GET), if any."""
+    """The error the byte URL answers now (one-byte ranged GETs, redirects followed by hand
+    so headers stay on their host), if any: an HTTP error, or a redirect out of http(s)
+    that aria2 only reports as a failed connection."""
+    url, headers = t.url, dict(t.headers)
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-            t.url, headers={**t.headers, "Range": "bytes=0-0"},
-            timeout=aiohttp.ClientTimeout(total=15),
-        ) as resp:
-            if resp.status < 400:
-                return None
-            body = await resp.content.read(4096)
-            return http_error(resp.status, t.url, body, dict(resp.headers), "url")
+        async with aiohttp.ClientSession() as session:
+            for _hop in range(10):
+                async with session.get(url, headers={**headers, "Range": "bytes=0-0"},
+                                       allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        target = urljoin(url, resp.headers["Location"])
+                        refused = scheme_refused(url, target)
+                        if refused is not None:
+                            return refused
+                        if origin(target) != origin(url):
+                            headers = {}
+                        url = target
+                        continue
+                    if resp.status < 400:
+                        return None
+                    body = await resp.content.read(4096)
+                    return http_error(resp.status, url, body, dict(resp.headers), "url",
+                                      carried_auth=any(k.lower() == "authorization" for k in headers))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return unreachable_error(t.url, exc)
+    return None
+
+
+class _RefreshBudget:
+    """How often an expired or refused signed URL is resolved again: as long as the download
+    gains bytes between two refusals (a long file outlives a 1 h Xet URL; the bridge 403s
+    extra connections part-way), but at most ``_MAX_REFRESHES`` times in a row without a
+    byte gained (then the refusal is real)."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+        self.done_at_last = -1
+
+    def allows(self, done: int) -> bool:
+        if done > self.done_at_last:
+            self.in_a_row = 0
+        return self.in_a_row < _MAX_REFRESHES
+
+    def spend(self, done: int) -> None:
+        self.in_a_row += 1
+        self.done_at_last = done
+
+
+def _refused_signed_url(err: DownloadError) -> bool:
+    """Storage refusing a URL that resolving again can replace (expired, 403 part-way)."""
+    return err.status in (400, 403) and "auth mechanism" not in err.message
 
 
 class _StatusPoller:
@@ -245,8 +286,8 @@ class Aria2Engine:
                 poller.kick()
 
         unsub = client.subscribe(notify)
-        refreshes = restarts = 0
-        progressed_since_refresh = False
+        restarts = 0
+        budget = _RefreshBudget()
         first = True
         try:
             while True:
@@ -274,8 +315,6 @@ class Aria2Engine:
                 done = int(st.get("completedLength") or 0)
                 total = int(st.get("totalLength") or 0) or t.size
                 progress(done, total, float(st.get("downloadSpeed") or 0))
-                if done:
-                    progressed_since_refresh = True
                 status = st.get("status")
                 if status == "complete":
                     with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
@@ -285,16 +324,20 @@ class Aria2Engine:
                                           content_type=None, filename=None)
                 if status == "error":
                     err = aria2_error(st.get("errorCode", 1), st.get("errorMessage", ""), t.url)
-                    if str(st.get("errorCode")) == "22" and not _STATUS_RE.search(st.get("errorMessage", "")):
-                        # aria2 often reports only "No URI available": ask the server ourselves.
-                        err = await _probe_error(t) or err
+                    if (str(st.get("errorCode")) == "22" and not _STATUS_RE.search(st.get("errorMessage", ""))) \
+                            or err.reason == "unreachable":
+                        # aria2 often reports only "No URI available", and a redirect to
+                        # ftp:// as a failed connection (see ftp-proxy): ask the server ourselves.
+                        probed = await _probe_error(t)
+                        if probed is not None and (probed.reason != "unreachable" or err.reason != "unreachable"):
+                            err = probed
                     with contextlib.suppress(Aria2RpcError, Aria2Unavailable):
                         await client.call("aria2.removeDownloadResult", gid)
-                    if (err.status in (400, 403) and t.refresh_url is not None
-                            and refreshes < _MAX_REFRESHES and (progressed_since_refresh or refreshes == 0)):
-                        # A signed storage URL expired mid-way: resolve again, resume same out.
-                        refreshes += 1
-                        progressed_since_refresh = False
+                    if _refused_signed_url(err) and t.refresh_url is not None and budget.allows(done):
+                        # A signed storage URL expired or was refused mid-way: resolve again
+                        # from the API URL and resume the same out (the .aria2 control file
+                        # keeps the finished pieces).
+                        budget.spend(done)
                         t.url, t.headers = await t.refresh_url()
                         gid = await self._add(client, t, save_state)
                         await hash_from_start()

@@ -15,13 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from sdpanel.storage import InsufficientSpaceError, ensure_free_space
+from sdpanel.storage import (
+    InsufficientSpaceError,
+    ensure_free_space,
+    free_bytes,
+    human_bytes,
+    reserve_bytes,
+)
 
 from ._engine import Engine, Transfer
 from ._errors import DownloadError, unreachable_error
-from ._finish import already_present, finalize, remove_part, target_name
+from ._finish import already_present, finalize, published_now, remove_part, target_name
 from ._item import FINISHED, DownloadItem
-from ._resolve import resolve
+from ._partlock import lock_part
+from ._resolve import Resolved, resolve
 from ._spec import DownloadSpec
 
 if TYPE_CHECKING:
@@ -36,6 +43,34 @@ def transport_error(item: DownloadItem, exc: BaseException) -> DownloadError:
         return DownloadError("truncated", f"The connection for {item.name} broke off mid-transfer "
                              f"({type(exc).__name__}); it resumes where it stopped.")
     return unreachable_error(item.spec.url, exc)
+
+
+class SpaceWatch:
+    """During a transfer: stop before the disk is full. Checked at most every ``interval``
+    seconds; the bytes written since the last look are kept free too (they will be again
+    by the next look), so a fast transfer stops in time."""
+
+    def __init__(self, folder: Path, name: str, interval: float = 0.25) -> None:
+        self.folder, self.name, self.interval = folder, name, interval
+        self.reserve = reserve_bytes(folder)
+        self._last, self._last_done = 0.0, 0
+
+    def check(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        step = max(0, done - self._last_done)
+        self._last, self._last_done = now, done
+        free = free_bytes(self.folder)
+        left = None if total is None else max(0, total - done)
+        if free < self.reserve + min(2 * step, left if left is not None else 2 * step):
+            # No size known means no ranges to resume from: the part is worth nothing.
+            raise DownloadError(
+                "disk_full", f"Stopped downloading {self.name}: the disk holding it is down to "
+                f"{human_bytes(free)} free ({human_bytes(self.reserve)} is kept free for the "
+                "system). Free space with `sdpanel clean`, then "
+                + ("resume the download." if total else "retry (it starts over)."),
+                retryable=False, resumable=bool(total))
 
 
 def ensure_space(folder: Path, needed: int, name: str) -> None:
@@ -89,8 +124,21 @@ class AttemptRunner:
         if item.part_path is None or Path(item.part_path).parent != folder:
             item.part_path = str(self._part_for(folder, name, item))
         part = Path(item.part_path)
-        # Same name, same content already there → nothing to download.
-        present = None if spec.filename else await already_present(folder, name, spec.sha256, spec.size)
+        lock, waited = await lock_part(part, lambda: q._log(
+            item, "info", f"{name}: another download is writing {part.name} in this folder; "
+            "waiting for it to finish"))
+        try:
+            await self._fetch_locked(item, spec, folder, name, part, resolved, waited)
+        finally:
+            lock.release()
+
+    async def _fetch_locked(self, item: DownloadItem, spec: DownloadSpec, folder: Path, name: str,
+                            part: Path, resolved: Resolved, waited: bool) -> None:
+        q = self.queue
+        # Same name, same content already there → nothing to download (after a wait the
+        # other writer may just have put it there).
+        present = None if spec.filename and not waited else \
+            await already_present(folder, name, spec.sha256, spec.size)
         if present is not None:
             remove_part(part)
             self._done(item, present, spec.sha256, skipped=True)
@@ -110,6 +158,7 @@ class AttemptRunner:
                             budget=q.budget, rank=item.seq - 1000 * item.priority,
                             on_tail=lambda: q._tail(item))
         checked_space = bool(spec.size)
+        watch = SpaceWatch(folder, name)
         space_error: list[DownloadError] = []
         fetch = asyncio.ensure_future(self.engine(item.engine).fetch(
             transfer, lambda d, t, s: progress(d, t, s), lambda: q._save()))
@@ -119,12 +168,14 @@ class AttemptRunner:
             item.done, item.speed = done, speed
             if total:
                 item.total = total
-            if total and not checked_space:
-                # The size became known only now (no size in the spec): check the disk.
-                checked_space = True
-                try:
+            try:
+                if total and not checked_space:
+                    # The size became known only now (no size in the spec): check the disk.
+                    checked_space = True
                     ensure_space(folder, max(0, total - done), name)
-                except DownloadError as exc:
+                watch.check(done, total)  # other writers, or a size nobody announced, fill it
+            except DownloadError as exc:
+                if not space_error:
                     space_error.append(exc)
                     fetch.cancel()
             q._publish_progress(item)
@@ -135,8 +186,17 @@ class AttemptRunner:
             if space_error and item.stop is None:
                 raise space_error[0] from None
             raise
+        except DownloadError as exc:
+            if exc.reason == "size_mismatch":
+                await self._replaced_upstream(item)
+            raise
         item.engine_state = transfer.state
-        final, sha = await finalize(item, spec, part, result, folder)
+        try:
+            final, sha = await finalize(item, spec, part, result, folder)
+        except DownloadError as exc:
+            if exc.reason == "size_mismatch":  # an engine that did not know the size (aria2)
+                await self._replaced_upstream(item)
+            raise
         self._done(item, final, sha, skipped=False)
 
     def engine(self, name: str) -> Engine:
@@ -202,6 +262,22 @@ class AttemptRunner:
             again = await resolve(spec, self._session, self.queue.tokens)
             return again.url, again.headers
         return refresh
+
+    async def _replaced_upstream(self, item: DownloadItem) -> None:
+        """The server's file has another size than the source listed: ask the source again
+        (authors replace CivitAI files silently). When it now lists another size, take the
+        new size and hash and retry at once; otherwise the size mismatch stands."""
+        spec = item.spec
+        sha, size = await published_now(spec)
+        if size is None or size == spec.size:
+            return
+        old = spec.size
+        spec.metadata["size_replaced"], spec.metadata["sha256_replaced"] = old, spec.sha256
+        spec.size, spec.sha256 = size, sha
+        spec.metadata["sha256"] = sha
+        raise DownloadError("changed_upstream", f"{item.name} was replaced at its source ({old} → "
+                            f"{size} bytes, new SHA-256 published): downloading the new file.",
+                            retryable=True, resumable=False)
 
     def _done(self, item: DownloadItem, final: Path, sha: str | None, *, skipped: bool) -> None:
         item.final_path, item.sha256 = str(final), sha

@@ -12,7 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
-    "REASONS", "DownloadError", "disk_error", "http_error", "redact_text", "unreachable_error",
+    "MASK", "REASONS", "DownloadError", "disk_error", "http_error", "mask_secrets", "redact_text",
+    "scheme_refused",
+    "unreachable_error",
 ]
 
 REASONS = frozenset(
@@ -33,9 +35,13 @@ _RESUMABLE = {
 }
 _RETRYABLE = {"rate_limited", "server_error", "unreachable", "truncated"}
 
+# Query parameters that carry a secret or sign a URL (CivitAI ?token=, S3/R2/B2
+# X-Amz-*, CloudFront Signature/Policy/Key-Pair-Id/Expires, GCS X-Goog-*, Azure sig/se/st,
+# Akamai hdnts): masked wherever a URL is shown or stored.
 _TOKEN_PARAM = re.compile(
     r"(?i)([?&](?:token|access_token|api_key|apikey|key|sig|signature|x-amz-signature"
-    r"|x-amz-credential|x-amz-security-token)=)[^&#\s\"']+"
+    r"|x-amz-credential|x-amz-security-token|x-amz-date|x-amz-expires|policy|key-pair-id"
+    r"|expires|x-goog-signature|x-goog-credential|x-goog-date|se|st|hdnts|auth)=)[^&#\s\"']+"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
@@ -49,8 +55,23 @@ def redact_text(text: str) -> str:
         text = redact(text)
     except Exception:  # noqa: BLE001 - settings missing or broken must not hide the error
         pass
-    text = _TOKEN_PARAM.sub(r"\1***", text)
+    text = _TOKEN_PARAM.sub(r"\1" + MASK, text)
     return _BEARER.sub(r"\1***", text)
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` (a string, or dicts/lists of them) with :func:`redact_text` applied to every
+    string: what a journal or a sidecar may keep of URLs that carried a token or signature."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+MASK = "***"
 
 
 class DownloadError(Exception):
@@ -143,9 +164,12 @@ def http_error(
     body: str | bytes | None = None,
     headers: Mapping[str, str] | None = None,
     source: str = "url",
+    *,
+    carried_auth: bool = False,
 ) -> DownloadError:
     """Map an HTTP failure (status + CivitAI body / Hugging Face ``X-Error-Code``) to a
-    :class:`DownloadError` whose message tells the user what happened and what to do."""
+    :class:`DownloadError` whose message tells the user what happened and what to do.
+    ``carried_auth``: the failed request sent an ``Authorization`` header."""
     headers = headers or {}
     host = urlsplit(url).hostname or url
     where = redact_text(host)
@@ -214,6 +238,12 @@ def http_error(
         ra = _retry_after(headers)
         return err("server_error", f"{where} had a server error ({status}); it will be "
                    "retried — if it persists, try again later.", retry_after=ra)
+    if status == 400 and (carried_auth or "only one auth mechanism" in low):
+        # S3/B2/R2 signed URLs are an auth mechanism: a header beside one is refused.
+        return err("forbidden", f"{where} refused the request because it carried an "
+                   "Authorization header besides the signed link (400 \"Only one auth mechanism "
+                   "allowed\"), not because the link expired: remove the header set for this host "
+                   "(tokens belong to the API host only) and retry.", retryable=False)
     if status == 400:
         return err("forbidden", f"{where} rejected the request (400), often an expired "
                    "signed link: retry so the link is resolved again.", retryable=True)
@@ -229,10 +259,25 @@ def unreachable_error(url: str, exc: BaseException | None = None) -> DownloadErr
                          "connection or the host name; it will be retried.")
 
 
-def disk_error(exc: OSError, path: str | object) -> DownloadError:
-    """Map an OSError while writing ``path``: a full disk gets its own reason and fix."""
+def disk_error(exc: OSError, path: str | object, *, resumable: bool = True) -> DownloadError:
+    """Map an OSError while writing ``path``: a full disk gets its own reason and fix.
+    ``resumable=False`` (the source sends no ranges): the retry starts over, say so."""
+    again = "resume the download" if resumable else "retry (the server cannot resume, so it starts over)"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DownloadError("disk_full", f"The disk holding {path} is full: free some space "
-                             "(delete unused models or outputs) and resume the download.")
+                             f"(delete unused models or outputs) and {again}.", resumable=resumable)
     return DownloadError("disk_full", f"Could not write {path} ({exc.strerror or exc}): check "
-                         "that the folder exists and is writable, then resume.", retryable=False)
+                         f"that the folder exists and is writable, then {again}.", retryable=False,
+                         resumable=resumable)
+
+
+def scheme_refused(url: str, target: str) -> DownloadError | None:
+    """The error for a redirect from ``url`` to a non-HTTP(S) address (ftp://, file://…),
+    or None when ``target`` is http(s). Both engines refuse such redirects."""
+    scheme = urlsplit(target).scheme.lower()
+    if scheme in ("http", "https"):
+        return None
+    host = urlsplit(url).hostname or "the server"
+    return DownloadError("forbidden", f"{host} redirected the download to a {scheme}:// address, "
+                         "which sdpanel refuses (only http and https): ask for an https link.",
+                         retryable=False, resumable=False)

@@ -14,18 +14,61 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from ._engine import TransferResult
+from ._errors import DownloadError, mask_secrets
 from ._item import DownloadItem
 from ._naming import final_name_for, sanitize_filename
 from ._spec import DownloadSpec
 from ._verify import verify_file
 
-__all__ = ["already_present", "finalize", "remove_part", "sidecar_path", "target_name", "write_sidecar"]
+__all__ = ["already_present", "finalize", "published_now", "remove_part", "set_hash_recheck",
+           "sidecar_path", "target_name", "write_sidecar"]
 
 SIDECAR_SUFFIX = {"civitai": ".civitai.json", "huggingface": ".hf.json"}
+
+HashRecheck = Callable[[DownloadSpec], Awaitable["tuple[str | None, int | None]"]]
+_hash_recheck: HashRecheck | None = None
+
+
+def set_hash_recheck(fn: HashRecheck | None) -> None:
+    """Register how to ask a source for the (sha256, size) it publishes now
+    (``sdpanel.sources`` does on import: this layer may not import it)."""
+    global _hash_recheck
+    _hash_recheck = fn
+
+
+async def published_now(spec: DownloadSpec) -> tuple[str | None, int | None]:
+    """What the spec's source publishes for its file right now; (None, None) when unknown."""
+    if _hash_recheck is None:
+        return None, None
+    try:
+        sha, size = await _hash_recheck(spec)
+    except Exception:  # noqa: BLE001 - a failed lookup must not hide the original failure
+        return None, None
+    return (sha.lower() if sha else None), size
+
+
+async def _accept_if_replaced_upstream(spec: DownloadSpec, digest: str, name: str) -> None:
+    """A verified hash did not match: ask the source again before calling the file
+    corrupt. Authors replace CivitAI files silently; when the source now publishes the
+    hash we computed, the file is the new one and is kept. Raises the checksum error
+    otherwise."""
+    expected = (spec.sha256 or "").lower()
+    published, _size = await published_now(spec)
+    if published and published == digest:
+        spec.metadata["sha256_replaced"] = expected  # what the source published when queued
+        spec.metadata["sha256"] = spec.sha256 = digest
+        return
+    now = (f"; {spec.source} publishes {published[:12]}… now, which it does not match either"
+           if published and published != expected else
+           "; asked again, the source still publishes that hash" if published else "")
+    raise DownloadError("checksum", f"{name} does not match its published SHA-256 (expected "
+                        f"{expected[:12]}…, got {digest[:12]}…{now}): the file is corrupt — "
+                        "download it again.")
 
 
 def target_name(spec: DownloadSpec, hint: str | None, current: str) -> str:
@@ -57,9 +100,11 @@ async def finalize(item: DownloadItem, spec: DownloadSpec, part: Path, result: T
     name = item.name
     if not spec.filename and result.filename and item.name_guessed:
         name = sanitize_filename(result.filename)
-    sha = await asyncio.to_thread(verify_file, part, spec.size, spec.sha256, name,
+    sha = await asyncio.to_thread(verify_file, part, spec.size, None, name,
                                   content_type=result.content_type,
                                   computed_sha256=result.sha256)
+    if spec.sha256 and sha != spec.sha256.lower():
+        await _accept_if_replaced_upstream(spec, sha, name)
     size = part.stat().st_size
     for _ in range(5):  # another download may take the free name between check and link
         final, same = await asyncio.to_thread(final_name_for, folder, name, sha, size=size)
@@ -109,7 +154,7 @@ def write_sidecar(final: Path, source: str, metadata: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".sidecar-", suffix=".tmp", dir=final.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(metadata, fh, indent=2, sort_keys=True, default=str)
+            json.dump(mask_secrets(metadata), fh, indent=2, sort_keys=True, default=str)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

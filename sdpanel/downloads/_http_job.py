@@ -14,7 +14,8 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ._engine import ProgressFn, SaveStateFn, Transfer
-from ._errors import DownloadError, http_error, unreachable_error
+from ._errors import DownloadError, http_error, scheme_refused, unreachable_error
+from ._spec import origin
 
 if TYPE_CHECKING:
     from ._python_engine import PythonEngine
@@ -133,8 +134,11 @@ class HttpJob:
                 return resp
             target = urljoin(self.url, resp.headers["Location"])
             resp.release()
-            if urlsplit(target).netloc != urlsplit(self.url).netloc:
-                # Headers (tokens) belong to their own host only.
+            refused = scheme_refused(self.url, target)
+            if refused is not None:
+                raise refused
+            if origin(target) != origin(self.url):
+                # Headers (tokens) belong to their own origin only (scheme, host, port).
                 headers = {k: v for k, v in headers.items() if k in ("Range", "If-Range")}
                 self.headers = {}
             self.url, self.redirected = target, True
@@ -146,10 +150,14 @@ class HttpJob:
         can be resolved again, Retry for retryable statuses, else the DownloadError."""
         body = await resp.content.read(4096)
         resp.close()
-        if resp.status in (400, 403) and (self.t.refresh_url or self.redirected) \
+        sent_auth = any(k.lower() == "authorization" for k in self.headers)
+        # A 400 to a request with a header is storage refusing a second auth mechanism:
+        # resolving again would send the same header, so it is not an expired link.
+        refusal = resp.status == 403 or (resp.status == 400 and not sent_auth)
+        if refusal and (self.t.refresh_url or self.redirected) \
                 and self.refreshes < 5:  # in a row without progress: a real refusal
             return Expired()
-        err = http_error(resp.status, self.url, body, dict(resp.headers))
+        err = http_error(resp.status, self.url, body, dict(resp.headers), carried_auth=sent_auth)
         return Retry(err) if err.retryable else err
 
     async def refresh(self, gen: int) -> None:

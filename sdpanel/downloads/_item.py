@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ._errors import redact_text
+from ._errors import mask_secrets, redact_text
 from ._journal import spec_from_public_dict
 from ._spec import DownloadSpec
 
@@ -76,7 +76,9 @@ class DownloadItem:
 
     def to_journal(self) -> dict[str, Any]:
         return {
-            "id": self.id, "spec": self.spec.to_public_dict(), "engine": self.engine,
+            # Stored URLs lose their tokens and signatures (a restored signed link must be
+            # pasted again, see DownloadQueue.restore).
+            "id": self.id, "spec": mask_secrets(self.spec.to_public_dict()), "engine": self.engine,
             "state": self.state, "priority": self.priority, "seq": self.seq,
             "part_path": self.part_path, "final_path": self.final_path,
             "engine_state": self.engine_state, "error": self.error, "done": self.done,

@@ -17,7 +17,10 @@ __all__ = [
 
 MAX_NAME_BYTES = 200
 _RESERVED_CHARS = re.compile(r'[<>:"|?*\\/]')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters (Cc) and the invisible ones that change how a name reads: bidi
+# overrides/isolates (U+202E shows "model\u202egpj.ckpt" as "modelkpc.jpg"), zero-width
+# marks, BOM, line separators.
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}
 _WIN_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                 *(f"LPT{i}" for i in range(1, 10))}
 _PARAM = re.compile(
@@ -83,11 +86,11 @@ def _truncate_utf8(text: str, limit: int) -> str:
 
 def sanitize_filename(name: str | None) -> str:
     """A safe single path component: the last component of ``name`` with no separators,
-    no ``..``, no control characters, no Windows-reserved characters or device names, no
+    no ``..``, no control or invisible format characters (bidi overrides, zero-width), no Windows-reserved characters or device names, no
     leading dots/spaces, at most 200 UTF-8 bytes (keeping the extension); "download" when
     nothing usable is left."""
     name = unicodedata.normalize("NFC", name or "")
-    name = _CONTROL.sub("", name)
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
     # Take the last component of any path (either separator), as browsers do.
     name = re.split(r"[\\/]", name)[-1]
     name = _RESERVED_CHARS.sub("_", name)

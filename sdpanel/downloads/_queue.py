@@ -26,7 +26,7 @@ from sdpanel.storage import StorageRoot
 
 from ._attempt import AttemptRunner, transport_error
 from ._budget import ConnectionBudget
-from ._errors import DownloadError, redact_text
+from ._errors import MASK, DownloadError, redact_text
 from ._finish import remove_part
 from ._item import FINISHED, DownloadItem
 from ._journal import Journal
@@ -102,6 +102,13 @@ class DownloadQueue:
                 continue
             if item.state == "active":
                 item.state = "queued"
+            if item.state in ("queued", "paused") and f"={MASK}" in item.spec.url:
+                # Its token or signature was never saved: only the user can give it again.
+                item.state = "failed"
+                item.error = DownloadError(
+                    "auth", f"{item.name or 'This download'}: its link carried a token or signature, "
+                    "which sdpanel never saves: paste the link again to continue.",
+                    retryable=False, resumable=True).to_dict()
             self._seq = max(self._seq, item.seq + 1)
             self._items[item.id] = item
             if item.state == "queued":

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import aiohttp
 
 from ._errors import http_error, unreachable_error
-from ._spec import DownloadSpec
+from ._spec import DownloadSpec, origin
 
 __all__ = ["SOURCE_TOKENS", "Resolved", "auth_headers", "detect_source", "resolve"]
 
@@ -88,6 +88,10 @@ def cd_filename(value: str | None) -> str | None:
     return filename_from_content_disposition(value)
 
 
+def _carries_auth(headers: Mapping[str, str]) -> bool:
+    return any(k.lower() == "authorization" for k in headers)
+
+
 async def resolve(spec: DownloadSpec, session: aiohttp.ClientSession,
                   tokens: Mapping[str, str | None] | None = None,
                   timeout: float = 30.0) -> Resolved:
@@ -99,7 +103,7 @@ async def resolve(spec: DownloadSpec, session: aiohttp.ClientSession,
     if source not in SOURCE_TOKENS and not headers:
         return Resolved(spec.url, {}, _filename_from_url(spec.url))
     url = spec.url
-    api_host = urlsplit(url).hostname
+    api_origin = origin(url)
     for _hop in range(_MAX_HOPS):
         try:
             async with session.get(
@@ -109,14 +113,16 @@ async def resolve(spec: DownloadSpec, session: aiohttp.ClientSession,
                 status = resp.status
                 if status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                     nxt = urljoin(url, resp.headers["Location"])
-                    if urlsplit(nxt).hostname != api_host:
-                        # Left the API host: the token must not follow. Hand the signed URL on.
+                    if origin(nxt) != api_origin:
+                        # Left the API origin (another host, or another port of the same
+                        # host): the token must not follow. Hand the signed URL on.
                         return Resolved(nxt, {}, _filename_from_url(nxt))
                     url = nxt
                     continue
                 if status >= 400:
                     body = await resp.content.read(4096)
-                    raise http_error(status, url, body, dict(resp.headers), source)
+                    raise http_error(status, url, body, dict(resp.headers), source,
+                                     carried_auth=_carries_auth(headers))
                 # The API host serves the bytes itself (a mirror): same host, same headers.
                 name = cd_filename(resp.headers.get("Content-Disposition")) or _filename_from_url(url)
                 return Resolved(url, headers, name)

@@ -56,7 +56,7 @@ async def _stream_once(job: _Job, resp: aiohttp.ClientResponse, total: int | Non
     try:
         fd = os.open(t.part_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError as exc:
-        raise disk_error(exc, t.part_path) from None
+        raise disk_error(exc, t.part_path, resumable=False) from None
     t.state.clear()
     t.state.update(engine="python", mode="single", size=total, validator=job.validator,
                    content_type=job.content_type, filename=job.filename,
@@ -74,7 +74,7 @@ async def _stream_once(job: _Job, resp: aiohttp.ClientResponse, total: int | Non
                 try:
                     done += await asyncio.shield(fut)
                 except OSError as exc:
-                    raise disk_error(exc, t.part_path) from None
+                    raise disk_error(exc, t.part_path, resumable=False) from None
                 buf = bytearray()
                 now = time.monotonic()
                 if total and now - last_save >= 1.0:

@@ -8,6 +8,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port): what a token belongs to. Another port of the same host is
+    another origin (CivitAI's storage can be one: it rejects a second auth mechanism)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
 @dataclass
 class DownloadSpec:
     url: str

@@ -17,6 +17,7 @@ _TEXT_EXTS = {".html", ".htm", ".json", ".txt", ".md", ".yaml", ".yml", ".xml", 
               ".py", ".js", ".css", ".svg", ".ini", ".toml", ".cfg"}
 _PAGE_PREFIXES = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<error")
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors reference limit
+_JSON_BODY_MAX = 1 << 20  # a JSON answer in place of a model is read whole up to this size
 
 
 def file_sha256(path: Path | str, block: int = 4 << 20) -> str:
@@ -28,17 +29,25 @@ def file_sha256(path: Path | str, block: int = 4 << 20) -> str:
 
 
 def looks_like_error_page(head: bytes, content_type: str | None = None) -> bool:
-    """True when the first bytes of a download are an HTML/XML page or a JSON error object
-    (a login page, an S3 error, ``{"error": ...}``) rather than a binary model."""
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:512].lower()
+    """True when the first bytes of a download are an HTML/XML page or a JSON document
+    (a login page, an S3 error, ``{"error": ...}``, any API answer) rather than a binary
+    model. Give the whole file as ``head`` when it is small: a complete JSON document
+    counts whatever its keys. ``content_type`` does not decide: aria2 does not report it,
+    and both engines must reach the same verdict on the same bytes."""
+    del content_type  # kept for callers; see above
+    body = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    text = body[:512].lower()
     if text.startswith(_PAGE_PREFIXES):
         return True
-    if text.startswith(b"{"):
+    if text.startswith((b"{", b"[")):
         compact = text.replace(b" ", b"").replace(b"\n", b"")
         if compact.startswith((b'{"error', b'{"message', b'{"detail', b'{"errors')):
             return True
-        ct = (content_type or "").lower()
-        return "json" in ct or "html" in ct
+        try:
+            json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False  # a binary model that happens to start with "{" (a safetensors length)
+        return True
     return False
 
 
@@ -105,8 +114,10 @@ def verify_file(
     if ext not in _TEXT_EXTS:
         with open(path, "rb") as f:
             head = f.read(1024)
-        if looks_like_error_page(head, content_type):
-            kind = "a JSON error" if head.lstrip()[:1] == b"{" else "a web page"
+            if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[") and actual <= _JSON_BODY_MAX:
+                head += f.read()
+        if looks_like_error_page(head):
+            kind = "a JSON document" if head.lstrip()[:1] in (b"{", b"[") else "a web page"
             raise DownloadError("html_instead_of_model", f"The server sent {kind} instead of "
                                 f"{name} (often a login or error page): check that the link "
                                 "is a direct download and that the needed token is set.")

@@ -77,6 +77,9 @@ class JobsHandler(_JobsBase):
             data = json.loads(self.request.body or b"{}")
         except ValueError as exc:
             return self.fail(400, f"body is not JSON ({exc})", errors={"body": "send a JSON object"})
+        except RecursionError:  # the parser's stack ends at ~1000 levels: a client's fault
+            return self.fail(400, "body nests JSON too deeply: send a job as one flat JSON object",
+                             errors={"body": "send a JSON object"})
         if not isinstance(data, dict):
             return self.fail(400, "body must be a JSON object", errors={"body": "send a JSON object"})
         service = await asyncio.to_thread(self.service, True)

@@ -54,7 +54,7 @@ def error_text(busy: str, exc: BaseException) -> str:
     from sdpanel.webuis import WebUICrashed
 
     what = {"installing": "Install", "starting": "Start", "stopping": "Stop",
-            "restarting": "Restart"}.get(busy, busy.capitalize())
+            "restarting": "Restart", "updating": "Update", "switching": "Switch"}.get(busy, busy.capitalize())
     if isinstance(exc, WebUICrashed):
         code = "an unknown code" if exc.exit_code is None else f"code {exc.exit_code}"
         tries = " again and again" if exc.loop else ""

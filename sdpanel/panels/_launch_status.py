@@ -34,7 +34,22 @@ def new_status() -> dict[str, Any]:
         "state": "not_installed", "installed": False, "port": None, "pid": None,
         "url": None, "exit_code": None, "message": "", "tail": [], "progress": None,
         "tunnels": [], "busy": "", "error": "", "retry": "", "restarting": False,
+        "version": "",
     }
+
+
+def version_text(marker: dict[str, Any] | None) -> str:
+    """What is installed, from the install marker: commit (and the ref it follows), or the
+    package's version, and the venv archive it runs on."""
+    if not marker:
+        return ""
+    version = str(marker.get("version") or "")
+    text = version[:12] if len(version) == 40 else version
+    if marker.get("ref") and marker.get("ref") != version:
+        text += f" ({marker['ref']})"
+    if marker.get("venv_archive"):
+        text += f" · venv {marker['venv_archive']}"
+    return text
 
 
 def proc_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from ._launch_status import (
     proc_fields,
     redact,
     tail_text,
+    version_text,
 )
 from ._registry import register_tab
 
@@ -124,11 +125,13 @@ class LaunchController(BusController):
 
             for rec in (self.panel.launch_webuis or {}).get("webuis", []):
                 wid = rec["id"]
-                installed = installed_info(svc.webui_dir(wid)) is not None
+                marker = installed_info(svc.webui_dir(wid))
+                installed = marker is not None
                 proc = svc.manager.procs.get(wid)
                 with self._lock:
                     st = self._entry(wid)
                     st["installed"] = installed
+                    st["version"] = version_text(marker)
                     if proc is not None and proc.state not in ("stopped",):
                         st.update(proc_fields(proc.info()))
                         st["state"] = proc.state
@@ -242,6 +245,7 @@ class LaunchController(BusController):
 
         async def make(svc: WebUIService) -> None:
             from sdpanel.storage import human_bytes
+            from sdpanel.webuis import installed_info
 
             res = await svc.install(wid, source=form["source"], replace=bool(payload.get("replace")),
                                     extensions=bool(payload.get("extensions", True)))
@@ -249,11 +253,31 @@ class LaunchController(BusController):
             self._log(wid, [f"[install] installed from {res.source} ({res.method}{size}, "
                             f"{res.seconds:.1f}s) into {res.path}", *(f"[install] {n}" for n in res.notes)])
             with self._lock:
-                self._entry(wid)["installed"] = True
+                self._entry(wid).update(installed=True, version=version_text(installed_info(res.path)))
             if then_start:
                 await self._launch(svc, form)
 
         self._run(wid, "installing", make, "launch.install")
+
+    def update(self, payload: dict[str, Any], *, switch: bool = False) -> None:
+        """Update (no ``ref``) or switch to ``ref``: one log line per checkout moved; the
+        WebUI's own refusal is the error shown, with its one-sentence fix."""
+        wid = parse_form({"webui": payload.get("webui")})["webui"]
+        ref = str(payload.get("ref") or "").strip() or None if switch else None
+        if switch and ref is None:
+            raise ValueError("Type the tag, branch or commit to switch to")
+
+        async def make(svc: WebUIService) -> None:
+            from sdpanel.webuis import installed_info
+
+            results = await svc.update(wid, ref=ref, extensions=bool(payload.get("extensions", True)))
+            self._log(wid, [f"[{'switch' if ref else 'update'}] {r.line()}" for r in results])
+            with self._lock:
+                self._entry(wid)["version"] = version_text(installed_info(svc.webui_dir(wid)))
+            if not results[0].ok:
+                raise RuntimeError(results[0].error)
+
+        self._run(wid, "switching" if ref else "updating", make, "launch.switch" if ref else "launch.update")
 
     def start(self, payload: dict[str, Any], *, install_missing: bool = False) -> None:
         from sdpanel.webuis import installed_info
@@ -350,6 +374,8 @@ register_tab(
         "launch.start": lambda p, m: controller(p).start(m),
         "launch.stop": lambda p, m: controller(p).stop(m),
         "launch.restart": lambda p, m: controller(p).restart(m),
+        "launch.update": lambda p, m: controller(p).update(m),
+        "launch.switch": lambda p, m: controller(p).update(m, switch=True),
         "launch.reload": lambda p, _m: controller(p).reload(),
         "launch.hello": lambda p, _m: controller(p).hello(),
         "launch.secret_seen": lambda p, m: controller(p).secret_seen(m),

@@ -39,6 +39,7 @@ from ._models_cards import (
     spec_card,
     subtab_ids,
 )
+from ._models_store import StoreActions
 from ._registry import register_tab
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class ModelsController:
         self.index_task: asyncio.Task[None] | None = None
         self.enums: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
+        self.store = StoreActions(self)
 
     # ---- setup ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -105,7 +107,7 @@ class ModelsController:
                      + [{"id": s[0], "label": s[1]} for s in EXTRA_SUBTABS],
                      "base_models": [], "sorts": list(SORTS), "periods": list(PERIODS),
                      "nsfw": bool(settings.nsfw), "free": free, "root": where,
-                     "page_size": PAGE_SIZE, "local": self.local.to_trait()}
+                     "page_size": PAGE_SIZE, "local": self.local.to_trait(), **self.store.meta()}
         self.panel.models_meta = dict(self.meta)
         self.panel.models_state = {"status": "idle", "seq": 0}
 
@@ -125,7 +127,8 @@ class ModelsController:
             # A panel answers fast or says why: one short back-off, then the Retry button.
             cache = ctx.cache_dir / "civitai" if ctx.cache_dir else None
             ctx._civitai = CivitAIClient(ctx.civitai_base_url, ctx.civitai_token, cache_dir=cache,
-                                         timeout=20.0, max_retries=1, max_retry_wait=5.0)
+                                         timeout=20.0, max_retries=1, max_retry_wait=5.0,
+                                         full_catalogue=ctx.civitai_full_catalogue)
             self.ctx = ctx
         return self.ctx
 
@@ -161,7 +164,7 @@ class ModelsController:
             return
         op, payload = failed
         {"search": self.search, "more": self.more, "details": self.details,
-         "download": self.download}[op](payload)
+         "download": self.download, "updates": self.updates}[op](payload)
 
     def details(self, payload: dict[str, Any]) -> None:
         model_id = int(payload["id"])
@@ -176,7 +179,40 @@ class ModelsController:
         if not selection:
             self.panel.toast("Nothing selected: tick the models to download first.", level="warning")
             return
-        get_runtime().submit(self._download(selection), name="models-download", topic="models")
+        get_runtime().submit(self._download(selection, force=bool(payload.get("force"))),
+                             name="models-download", topic="models")
+
+    def link(self, payload: dict[str, Any]) -> None:
+        """Use the store's copies of held-back selection entries instead of downloading."""
+        keys = [str(k) for k in payload.get("keys") or []]
+        done, problems = self.store.link(keys)
+        message = f"Linked {len(done)} file{'s' if len(done) != 1 else ''} the store already had." if done else ""
+        self.panel.send({"cue": "models.sent", "keys": done, "message": message,
+                         "problems": ["Not linked: " + p for p in problems]})
+
+    def updates(self, payload: dict[str, Any]) -> None:
+        """Show installed CivitAI models that have a newer version, as result cards."""
+        with self._lock:
+            self.seq += 1
+            seq = self.seq
+            self.cursor, self.pages, self.loading, self.failed = None, [], True, None
+        self._state(status="loading", op="search", sub=self.params.get("sub", ""))
+        get_runtime().submit(self._updates(seq), name="models-updates", topic="models")
+
+    def all_versions(self, payload: dict[str, Any]) -> None:
+        model_id = int(payload["id"])
+        prefer = str(payload.get("prefer") or "fp16,pruned")
+        get_runtime().submit(self._all_versions(model_id, prefer), name="models-all-versions", topic="models")
+
+    def hide(self, payload: dict[str, Any]) -> None:
+        try:
+            message = self.store.unhide_all() if payload.get("undo") else self.store.hide(payload)
+        except (ValueError, KeyError, OSError) as exc:
+            self.panel.toast(redact(str(exc)) or "Could not hide that.", level="warning")
+            return
+        self._publish_meta(**self.store.meta())
+        self.panel.toast(message, level="info")
+        self.search({"filters": self.params.get("filters") or self.panel.models_filters or {}})
 
     def replay(self, payload: dict[str, Any]) -> None:
         """A view that missed pages (opened late, or a page was coalesced) gets them all."""
@@ -299,7 +335,7 @@ class ModelsController:
 
     def _cards(self, items: list[dict[str, Any]], nsfw: bool) -> list[dict[str, Any]]:
         out = []
-        for item in items:
+        for item in self.store.visible(items):
             if item.get("nsfw") and not nsfw:
                 continue  # NSFW off: never show one, whatever the API sent
             card = civitai_card(item, self.local)
@@ -383,35 +419,68 @@ class ModelsController:
             return await resolve_link(key[5:], ctx)
         raise LinkError(f"Cannot download selection entry {key[:60]!r}: unknown source.")
 
-    async def _download(self, selection: list[dict[str, Any]]) -> None:
+    async def _updates(self, seq: int) -> None:
+        try:
+            self.params = {"sub": self.params.get("sub", ""), "filters": self.params.get("filters") or {},
+                           "note": ""}
+            await self._ready()
+            cards, note = await self.store.update_cards()
+            self.params["note"] = note
+            self._publish_page(seq, cards, None)
+        except Exception as exc:  # noqa: BLE001 - shown with a Retry
+            self._fail(seq, "updates", {}, exc)
+
+    async def _all_versions(self, model_id: int, prefer: str) -> None:
         from sdpanel.sources import SourceError
-        from sdpanel.storage import free_bytes, human_bytes
 
-        from ._services import downloads_queue
+        try:
+            keyed, skipped = await self.store.all_version_specs(model_id, prefer)
+        except (SourceError, ValueError) as exc:
+            self.panel.send({"cue": "models.sent", "keys": [], "message": "",
+                             "problems": [redact(str(exc))]})
+            return
+        await self._send(keyed, [f"Skipped {s}" for s in skipped], selection=None, force=False)
 
-        specs: list[DownloadSpec] = []
-        sent: list[str] = []
+    async def _download(self, selection: list[dict[str, Any]], force: bool = False) -> None:
+        from sdpanel.sources import SourceError
+
+        keyed: list[tuple[str, str, DownloadSpec]] = []
         problems: list[str] = []
         for entry in selection:
             name = str(entry.get("n") or entry.get("k"))[:80]
             try:
-                specs.append(await self.spec_for(entry))
-                sent.append(str(entry.get("k")))
+                keyed.append((str(entry.get("k")), name, await self.spec_for(entry)))
             except (SourceError, ValueError, KeyError, StopIteration) as exc:
-                problems.append(f"{name}: {redact(str(exc)) or type(exc).__name__}")
+                problems.append(f"Not sent: {name}: {redact(str(exc)) or type(exc).__name__}")
+        await self._send(keyed, problems, selection=selection, force=force)
+
+    async def _send(self, keyed: list[tuple[str, str, DownloadSpec]], problems: list[str], *,
+                    selection: list[dict[str, Any]] | None, force: bool) -> None:
+        """Queue these specs, except (unless ``force``) what the store already has: those
+        come back as notices offering a link instead."""
+        from sdpanel.storage import free_bytes, human_bytes
+
+        from ._services import downloads_queue
+
+        have: list[dict[str, Any]] = []
         try:
+            if not force and keyed:
+                keyed, have = await self.store.split_duplicates(keyed)
             queue = downloads_queue()
+            specs = [spec for _k, _n, spec in keyed]
             if specs:
                 await queue.add(specs)
         except Exception as exc:  # noqa: BLE001 - e.g. journal busy, no space: say why, keep the selection
-            self.failed = ("download", {"selection": selection})
+            if selection is not None:
+                self.failed = ("download", {"selection": selection, "force": force})
             self._state(status="error", op="download", error=redact(str(exc)), **self._summary())
             return
+        sent = [k for k, _n, _s in keyed]
         total = sum(s.size or 0 for s in specs)
         # Shown in the tab itself (next to the selection it changes), not as a toast.
         message = f"Sent {len(sent)} file{'s' if len(sent) != 1 else ''} ({human_bytes(total)}) to Downloads." if sent else ""
         self.panel.send({"cue": "models.sent", "keys": sent, "message": message,
-                         "problems": ["Not sent: " + p for p in problems]})
+                         "problems": problems, "have": have})
         with contextlib.suppress(OSError):
             self._publish_meta(free=free_bytes(queue.root.path))
 
@@ -436,7 +505,8 @@ register_tab(
         "models_selection": traitlets.List(traitlets.Dict()),  # UI-owned
     },
     actions={f"models.{verb}": _action(verb) for verb in
-             ("search", "more", "retry", "details", "download", "replay")},
+             ("search", "more", "retry", "details", "download", "replay", "link", "updates",
+              "all_versions", "hide")},
     attach=_slot.attach,
     order=20,
 )

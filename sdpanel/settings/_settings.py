@@ -25,7 +25,7 @@ log = logging.getLogger("sdpanel.settings")
 SETTINGS_FILE = "settings.json"
 ENV_PREFIX = "SDPANEL_"
 
-WEBUIS = ("comfyui", "forge", "a1111", "reforge", "forge-classic", "sdnext")
+WEBUIS = ("comfyui", "forge", "a1111", "reforge", "forge-classic", "forge-neo", "sd-ux", "sdnext")
 TUNNELS = ("none", "cloudflared", "ngrok", "zrok", "localtunnel", "pinggy")
 ENGINES = ("auto", "aria2", "python")
 
@@ -85,6 +85,9 @@ class Settings:
         "Check each download's SHA-256 against its source before naming it", param=False))
     civitai_base_url: str = field(default="https://civitai.com", metadata=_meta(
         "CivitAI base URL (tests and mirrors)", param=False))
+    civitai_full_catalogue_url: str = field(default="", metadata=_meta(
+        "Where searches with NSFW on go (empty: civitai.red for civitai.com, else the base URL)",
+        param=False))
     hf_base_url: str = field(default="https://huggingface.co", metadata=_meta(
         "Hugging Face base URL (tests and mirrors)", param=False))
 

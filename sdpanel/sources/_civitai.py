@@ -21,9 +21,20 @@ from ._errors import AuthRequiredError, NotFoundError, SourceError
 from ._http import HttpBase, Sleep, error_text, json_body
 
 DEFAULT_BASE_URL = "https://civitai.com"
+FULL_CATALOGUE_URL = "https://civitai.red"
+"""Since 2026-04 civitai.com (and civitai.green) show SFW content only; civitai.red holds
+the full catalogue. The same API answers on each, so ids resolve anywhere."""
+SFW_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "www.civitai.green"})
 SORTS = ("Highest Rated", "Most Downloaded", "Most Liked", "Most Discussed", "Most Collected",
          "Most Images", "Newest", "Oldest")
 PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
+
+
+def full_catalogue_url(base_url: str) -> str:
+    """Where NSFW-on searches go: civitai.red for the SFW-only public hosts; a mirror (any
+    other base URL) serves its own catalogue, so it stays as it is."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return FULL_CATALOGUE_URL if host in SFW_HOSTS else base_url.rstrip("/")
 
 
 @dataclass
@@ -41,10 +52,13 @@ class CivitAIClient(HttpBase):
                  cache_dir: str | os.PathLike[str] | None = None, ttl: float = 600.0,
                  enums_ttl: float = 86400.0, timeout: float = 30.0, max_retries: int = 3,
                  max_retry_wait: float = 30.0, sleep: Sleep | None = None,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None,
+                 full_catalogue: str | None = None) -> None:
         super().__init__(timeout=timeout, max_retries=max_retries, max_retry_wait=max_retry_wait,
                          sleep=sleep, session=session)
         self.base_url = base_url.rstrip("/")
+        self.full_catalogue = (full_catalogue or full_catalogue_url(self.base_url)).rstrip("/")
+        """The API that answers NSFW-on searches and image lists with everything."""
         self.token = token or None
         self.cache = DiskCache(cache_dir, ttl) if cache_dir is not None else None
         self.enums_ttl = enums_ttl
@@ -58,8 +72,9 @@ class CivitAIClient(HttpBase):
 
     # -- plumbing ---------------------------------------------------------------------
     async def _get_json(self, path: str, params: list[tuple[str, str]] | None = None, *,
-                        cache: bool = True, ttl: float | None = None, what: str = "") -> Any:
-        url = f"{self.base_url}{path}"
+                        cache: bool = True, ttl: float | None = None, what: str = "",
+                        full: bool = False) -> Any:
+        url = f"{self.full_catalogue if full else self.base_url}{path}"
         key = url + ("?" + urlencode(sorted(params)) if params else "")
         if cache and self.cache is not None:
             hit = self.cache.get(key, ttl)
@@ -138,7 +153,8 @@ class CivitAIClient(HttpBase):
         if hidden is not None:
             params.append(("hidden", "true" if hidden else "false"))
         # Per-user answers (favorites/hidden) must never land in a shared cache.
-        data = await self._get_json("/api/v1/models", params, cache=not personal, what="search")
+        data = await self._get_json("/api/v1/models", params, cache=not personal, what="search",
+                                    full=bool(nsfw))
         meta = dict(data.get("metadata") or {})
         return SearchPage(items=list(data.get("items") or []), next_cursor=meta.get("nextCursor"),
                           next_page=meta.get("nextPage"), metadata=meta)
@@ -175,7 +191,7 @@ class CivitAIClient(HttpBase):
             params.append(("cursor", cursor))
         if nsfw is not None:
             params.append(("nsfw", "true" if nsfw else "false"))
-        data = await self._get_json("/api/v1/images", params, what="images")
+        data = await self._get_json("/api/v1/images", params, what="images", full=bool(nsfw))
         meta = dict(data.get("metadata") or {})
         return SearchPage(items=list(data.get("items") or []), next_cursor=meta.get("nextCursor"),
                           next_page=meta.get("nextPage"), metadata=meta)

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._civitai import DEFAULT_BASE_URL, CivitAIClient
+from ._civitai import DEFAULT_BASE_URL, SFW_HOSTS, CivitAIClient, full_catalogue_url
 from ._hf import HFClient, hf_endpoint
 
 # Hosts a user may paste that mean "the CivitAI / Hugging Face API we are configured for".
-CIVITAI_ALIASES = frozenset({"civitai.com", "www.civitai.com", "civitai.green"})
+# civitai.red holds the full catalogue since the 2026-04 split; links from all three resolve
+# through the configured API (a mirror included), by id.
+CIVITAI_ALIASES = SFW_HOSTS | {"civitai.red", "www.civitai.red"}
 HF_ALIASES = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 
 
@@ -29,6 +31,8 @@ def _origin(url: str) -> tuple[str, int]:
 class ResolveContext:
     civitai_base_url: str = DEFAULT_BASE_URL
     hf_endpoint: str = field(default_factory=hf_endpoint)
+    civitai_full_catalogue: str | None = None
+    """Override of where NSFW-on searches go (default: civitai.red, or the mirror itself)."""
     civitai_token: str | None = None
     hf_token: str | None = None
     cache_dir: Path | None = None
@@ -64,6 +68,7 @@ class ResolveContext:
         hf_base = getattr(settings, "hf_base_url", None)
         values: dict[str, Any] = {
             "civitai_base_url": getattr(settings, "civitai_base_url", None) or DEFAULT_BASE_URL,
+            "civitai_full_catalogue": getattr(settings, "civitai_full_catalogue_url", None) or None,
             # HF_ENDPOINT is the Hub's own convention and wins over the setting.
             "hf_endpoint": os.environ.get("HF_ENDPOINT") or hf_base or hf_endpoint(),
             "civitai_token": resolve_secret("CIVITAI_TOKEN"),
@@ -82,8 +87,11 @@ class ResolveContext:
         return urlsplit(self.hf_endpoint).hostname or ""
 
     def is_civitai(self, url: str) -> bool:
-        """Is ``url`` on the configured CivitAI API (host and port) or civitai.com?"""
-        return _origin(url) == _origin(self.civitai_base_url) or _origin(url)[0] in CIVITAI_ALIASES
+        """Is ``url`` on the configured CivitAI API (host and port), its full-catalogue
+        twin, or one of civitai.com / .green / .red?"""
+        full = self.civitai_full_catalogue or full_catalogue_url(self.civitai_base_url)
+        return _origin(url) in (_origin(self.civitai_base_url), _origin(full)) \
+            or _origin(url)[0] in CIVITAI_ALIASES
 
     def is_hf(self, url: str) -> bool:
         return _origin(url) == _origin(self.hf_endpoint) or _origin(url)[0] in HF_ALIASES
@@ -92,7 +100,8 @@ class ResolveContext:
         if self._civitai is None:
             cache = self.cache_dir / "civitai" if self.cache_dir else None
             self._civitai = CivitAIClient(self.civitai_base_url, self.civitai_token,
-                                          cache_dir=cache, timeout=self.timeout)
+                                          cache_dir=cache, timeout=self.timeout,
+                                          full_catalogue=self.civitai_full_catalogue)
         return self._civitai
 
     def hf(self) -> HFClient:

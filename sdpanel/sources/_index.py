@@ -141,7 +141,11 @@ class LocalIndex:
             for m in group:
                 m.latest_version_id = int(latest["id"])
                 m.latest_version_name = latest.get("name")
-        return [m for m in self.models if m.update_available]
+        # A model whose newest version is in the store too (a file of the same kind: the v2
+        # VAE does not update a v1 checkpoint) has nothing to update.
+        newest_here = {(m.model_id, m.kind) for m in self.models
+                       if m.latest_version_id is not None and m.version_id == m.latest_version_id}
+        return [m for m in self.models if m.update_available and (m.model_id, m.kind) not in newest_here]
 
     async def identify_unknown(self, client: CivitAIClient, *, write: bool = True,
                                previews: bool = False) -> list[InstalledModel]:

@@ -18,6 +18,8 @@ from sdpanel.downloads import DownloadSpec, filename_from_content_disposition
 
 from ._context import ResolveContext
 from ._errors import LinkError, SourceError
+from ._http import HttpBase
+from ._model_kind import ModelKind, header_from_bytes, header_length, kind_from_header
 
 _AIR = re.compile(r"^urn:air:(?P<eco>[\w.-]+):(?P<type>[\w.-]+):(?P<src>[\w.-]+):(?P<id>[^@\s]+)"
                   r"(?:@(?P<ver>[^:\s.]+))?(?::[\w.-]+)?(?:\.\w+)?$", re.I)
@@ -52,6 +54,49 @@ def guess_kind(filename: str) -> str:
     if "ip-adapter" in name or "ip_adapter" in name:
         return "ipadapter"
     return "other"
+
+
+_HEADER_PROBE = 256 * 1024
+"""First ranged read of a remote safetensors file: the header of most checkpoints fits."""
+
+
+async def remote_kind(http: HttpBase, url: str, headers: dict[str, str] | None = None) -> ModelKind | None:
+    """Classify a remote ``.safetensors`` by its header (one or two ranged GETs, redirects
+    followed by aiohttp only when ``headers`` is empty, so no token crosses an origin).
+    None on any failure: the name-based guess stands."""
+    async def read(first: int, last: int) -> bytes | None:
+        status, _h, body, _u = await http.request(
+            "GET", url, headers={**(headers or {}), "Range": f"bytes={first}-{last}",
+                                 "Accept-Encoding": "identity"},
+            allow_redirects=not headers, retry_statuses=(), max_body=last - first + 1)
+        return body if status in (200, 206) else None
+
+    try:
+        head = await read(0, _HEADER_PROBE - 1)
+        n = header_length(head or b"")
+        if head is None or n is None:
+            return None
+        for _ in range(8):  # a read may stop at a chunk boundary: ask for the rest
+            if len(head) >= 8 + n:
+                break
+            rest = await read(len(head), 8 + n - 1)
+            if not rest:
+                return None
+            head += rest
+        header = header_from_bytes(head)
+    except SourceError:
+        return None
+    return kind_from_header(header) if header else None
+
+
+def _with_header_kind(meta: dict[str, Any], guessed: str, found: ModelKind | None) -> str:
+    """The header's kind over the file name's guess; the reason goes to the sidecar."""
+    if found is None:
+        return guessed
+    meta["kind_from"] = f"safetensors header: {found.reason}"
+    if found.base_model and not meta.get("base_model"):
+        meta["base_model"] = found.base_model
+    return found.kind
 
 
 def _filename_from_url(url: str) -> str | None:
@@ -136,8 +181,22 @@ async def _civitai_version_spec(ctx: ResolveContext, model_id: int | None, versi
 
 
 async def _resolve_civitai_url(ctx: ResolveContext, url: str) -> DownloadSpec:
+    """A pasted ``?token=`` (CivitAI's "copy download link" form) is the token for that one
+    download: it moves into its ``Authorization`` header for the API host, registered with
+    the redactor, and never stays in the URL."""
+    query = parse_qs(urlsplit(url).query)
+    pasted = (query.pop("token", None) or [""])[0].strip()
+    spec = await _resolve_civitai_query(ctx, url, query)
+    if pasted:
+        from sdpanel.settings import register_secret
+
+        register_secret(pasted)
+        spec.headers = {**spec.headers, ctx.civitai_host: {"Authorization": f"Bearer {pasted}"}}
+    return spec
+
+
+async def _resolve_civitai_query(ctx: ResolveContext, url: str, query: dict[str, list[str]]) -> DownloadSpec:
     parts = urlsplit(url)
-    query = parse_qs(parts.query)
     segs = [s for s in parts.path.split("/") if s]
     if len(segs) >= 4 and segs[:3] == ["api", "download", "models"] and segs[3].isdigit():
         return await _civitai_version_spec(ctx, None, int(segs[3]), query)
@@ -170,11 +229,18 @@ async def hf_spec(ctx: ResolveContext, repo_id: str, path: str, revision: str = 
     info = await ctx.hf().file_info(repo_id, path, revision, repo_type)
     base = ctx.hf_endpoint.rstrip("/")
     prefix = "/datasets" if repo_type == "dataset" else ""
-    meta = {"source": "huggingface", "repo_id": repo_id, "repo_type": repo_type, "path": path,
-            "revision": revision, "commit": info.commit, "sha256": info.sha256,
-            "filename": info.filename, "size": info.size,
-            "source_url": f"{base}{prefix}/{repo_id}/blob/{revision}/{path}"}
-    return DownloadSpec(url=info.url, kind=guess_kind(info.filename), filename=info.filename,
+    meta: dict[str, Any] = {
+        "source": "huggingface", "repo_id": repo_id, "repo_type": repo_type, "path": path,
+        "revision": revision, "commit": info.commit, "sha256": info.sha256,
+        "filename": info.filename, "size": info.size,
+        "source_url": f"{base}{prefix}/{repo_id}/blob/{revision}/{path}"}
+    found = None
+    if info.filename.lower().endswith(".safetensors") and ctx.probe_links:
+        # The CDN/bridge URL takes no token; the resolve URL (no redirect) takes the Hub's.
+        found = await remote_kind(ctx.hf(), info.location, None) if info.location else \
+            await remote_kind(ctx.hf(), info.url, ctx.hf().auth_headers())
+    kind = _with_header_kind(meta, guess_kind(info.filename), found)
+    return DownloadSpec(url=info.url, kind=kind, filename=info.filename,
                         size=info.size, sha256=info.sha256, headers=ctx.hf_headers(),
                         source="huggingface", metadata=meta)
 
@@ -196,24 +262,24 @@ async def _resolve_hf_url(ctx: ResolveContext, url: str) -> DownloadSpec:
 # -- everything else -------------------------------------------------------------------
 
 async def _plain_spec(ctx: ResolveContext, url: str, source: str, meta: dict[str, Any]) -> DownloadSpec:
-    filename, size = _filename_from_url(url), None
+    filename, size, found = _filename_from_url(url), None, None
+    meta = {"source": source, "source_url": url, **meta}
     if ctx.probe_links:
+        probe = HttpBase(timeout=ctx.timeout, max_retries=0)
         try:
-            from ._http import HttpBase
-
-            probe = HttpBase(timeout=ctx.timeout, max_retries=0)
-            try:
-                status, hdrs, _b, final = await probe.request("HEAD", url, retry_statuses=())
-            finally:
-                await probe.close()
+            status, hdrs, _b, _final = await probe.request("HEAD", url, retry_statuses=())
             if status < 400:
                 filename = filename_from_content_disposition(hdrs.get("Content-Disposition")) or filename
                 length = hdrs.get("Content-Length", "")
                 size = int(length) if length.isdigit() and int(length) > 0 else None
+                if (filename or "").lower().endswith(".safetensors"):
+                    found = await remote_kind(probe, url)
         except SourceError:
             pass  # the queue will report an unreachable host when it tries; a spec is still useful
-    return DownloadSpec(url=url, kind=guess_kind(filename or ""), filename=filename, size=size,
-                        source=source, metadata={"source": source, "source_url": url, **meta})
+        finally:
+            await probe.close()
+    kind = _with_header_kind(meta, guess_kind(filename or ""), found)
+    return DownloadSpec(url=url, kind=kind, filename=filename, size=size, source=source, metadata=meta)
 
 
 async def resolve_link(text: str, ctx: ResolveContext | None = None, *, kind: str | None = None) -> DownloadSpec:

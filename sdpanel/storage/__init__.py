@@ -16,6 +16,7 @@ from ._root import (
     human_bytes,
     kind_ids,
     kinds,
+    reserve_bytes,
 )
 from ._service import StorageService
 from ._usage import ModelUsage, UsageReport, cache_dirs, format_report, usage_report
@@ -58,6 +59,7 @@ __all__ = [
     "link_webui",
     "linked_kinds",
     "normalize_webui",
+    "reserve_bytes",
     "persistent_store_for",
     "plan_clean",
     "unlink_webui",

@@ -66,10 +66,25 @@ def free_bytes(path: str | os.PathLike[str]) -> int:
     return shutil.disk_usage(p).free
 
 
+_RESERVE_MAX = 256 * 1024**2
+_RESERVE_FRACTION = 20  # 5 % of the disk
+
+
+def reserve_bytes(path: str | os.PathLike[str]) -> int:
+    """The space kept free for the system on ``path``'s file system: 5 % of the disk, at
+    most 256 MiB — a fixed 256 MiB would refuse a 1 MiB file on a small disk."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return min(_RESERVE_MAX, shutil.disk_usage(p).total // _RESERVE_FRACTION)
+
+
 def ensure_free_space(path: str | os.PathLike[str], needed: int, what: str = "",
-                      reserve: int = 256 * 1024**2) -> None:
-    """Raise :class:`InsufficientSpaceError` unless ``needed`` bytes (plus a small reserve
-    so the system keeps breathing) fit on the file system of ``path``."""
+                      reserve: int | None = None) -> None:
+    """Raise :class:`InsufficientSpaceError` unless ``needed`` bytes (plus a reserve so the
+    system keeps breathing, :func:`reserve_bytes` unless given) fit on ``path``'s disk."""
+    if reserve is None:
+        reserve = reserve_bytes(path)
     free = free_bytes(path)
     if needed + reserve > free:
         raise InsufficientSpaceError(Path(path), needed + reserve, free, what, reserve)

@@ -13,10 +13,11 @@ from ._root import kind_ids
 _ALIASES = {
     "automatic1111": "a1111",
     "sd-webui": "a1111",
-    "forge-neo": "forge-classic",
-    "neo": "forge-classic",
+    "neo": "forge-neo",
     "classic": "forge-classic",
     "sd-next": "sdnext",
+    "sdux": "sd-ux",
+    "ux": "sd-ux",
     "comfy": "comfyui",
 }
 

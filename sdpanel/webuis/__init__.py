@@ -4,7 +4,8 @@ Front ends use :class:`WebUIService` (one per storage root: ``webui_service(stor
 whose coroutines run on the runtime loop (``get_runtime().submit(...)``)::
 
     svc = webui_service(storage)
-    await svc.install("comfyui", source=None | URL, replace=False)   # package → git → extensions → link
+    await svc.install("comfyui", source=None | URL, replace=False)   # prebuilt package + venv → package URL → git → extensions → link
+    await svc.update("comfyui", ref=None | "v0.3.64")               # update (fast-forward) or switch, local changes kept
     res = await svc.launch("comfyui", gpu=0, port=None, args="", tunnels=["cloudflared"], wait=True)
     res.local_url, res.jupyter_url, res.tunnels  # [{tool, url, user, password (show once), ...}]
     await svc.stop("comfyui"); await svc.restart("comfyui"); await svc.attach_all()

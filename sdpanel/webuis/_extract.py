@@ -7,10 +7,12 @@
 - ``.tar.zst`` / ``.tar.lz4``: the ``zstd``/``lz4`` tools as a pipe into ``tarfile`` stream
   mode; ``.tar.gz`` / ``.tar`` by ``tarfile`` alone.
 
-Every member path is checked before anything is written: absolute paths, ``..`` and
-writes through symlinks that leave the target are refused (:class:`UnsafeArchiveError`).
-Absolute ``bin/python*`` links of a packed venv are the one exception: they point at the
-builder's interpreter, so they are skipped here and recreated by the venv fixer.
+Every member lands by the rule of ``_member_paths`` (nothing written through a link; links
+made last, each resolving inside through all of them) and within the bounds of
+``_expansion`` (free space, a ratio to the archive's size, a manifest's size). Tar members
+are placed by that same code, not by ``tarfile``'s extraction filter. Absolute
+``bin/python*`` links of a packed venv are the one exception: they point at the builder's
+interpreter, so they are skipped here and recreated by the venv fixer.
 """
 
 from __future__ import annotations
@@ -30,18 +32,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
-__all__ = ["ArchiveError", "ByteQueue", "ExtractReport", "UnsafeArchiveError", "detect_format",
-           "extract_stream"]
+from sdpanel._childenv import child_env
+
+from ._expansion import ArchiveTooLargeError, ExpansionBudget, ExtractLimits, disk_full_error
+from ._member_paths import (
+    ArchiveError,
+    MemberPlacer,
+    UnsafeArchiveError,
+    check_link,
+    safe_member_path,
+)
+
+__all__ = ["ArchiveError", "ArchiveTooLargeError", "ByteQueue", "ExtractLimits", "ExtractReport",
+           "UnsafeArchiveError", "check_link", "detect_format", "extract_stream", "safe_member_path"]
 
 _VENV_PYTHON = re.compile(r"(^|/)bin/python[0-9.]*$")
-
-
-class ArchiveError(ValueError):
-    """The archive is damaged or in a form we cannot stream."""
-
-
-class UnsafeArchiveError(ArchiveError):
-    """A member would land outside the install folder."""
+_CHUNK = 1 << 20
+# tarfile's stream reader joins its 10 KiB records per read: small reads keep that cheap.
+_TAR_READ = 1 << 16
+# Modes keep the owner's rwx and others' r-x only: no setuid/setgid/sticky, no shared write.
+_MODE_MASK = 0o755
 
 
 @dataclass
@@ -83,6 +93,7 @@ class ByteQueue:
         self._error: BaseException | None = None
         self._aborted = False
         self._buf = b""
+        self.taken = 0  # archive bytes handed to the reader (for the expansion ratio)
 
     def put(self, chunk: bytes) -> bool:
         """False when the reader gave up (stop downloading)."""
@@ -123,6 +134,7 @@ class ByteQueue:
                 self._cond.wait()
             if self._chunks:
                 chunk = self._chunks.popleft()
+                self.taken += len(chunk)
                 self._cond.notify_all()
                 return chunk
             if self._error is not None:
@@ -152,36 +164,6 @@ class ByteQueue:
             pass
 
 
-# ---- path safety ---------------------------------------------------------------------------
-
-def safe_member_path(dest: Path, name: str) -> Path:
-    """``dest/name`` after refusing absolute names, ``..`` and parents that resolve outside
-    (an earlier symlink member). ``dest`` must already be resolved."""
-    clean = name.replace("\\", "/")
-    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
-        raise UnsafeArchiveError(f"Refused archive member {name!r}: absolute path")
-    parts = [p for p in clean.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeArchiveError(f"Refused archive member {name!r}: '..' leaves the install folder")
-    if not parts:
-        return dest
-    target = dest.joinpath(*parts)
-    parent = Path(os.path.realpath(target.parent))
-    if parent != dest and dest not in parent.parents:
-        raise UnsafeArchiveError(f"Refused archive member {name!r}: it is written through a "
-                                 f"link that leaves the install folder")
-    return target
-
-
-def check_link(dest: Path, link_path: Path, target: str, name: str) -> None:
-    if os.path.isabs(target):
-        raise UnsafeArchiveError(f"Refused archive member {name!r}: symlink to absolute path {target!r}")
-    resolved = Path(os.path.normpath(link_path.parent / target))
-    if resolved != dest and dest not in resolved.parents:
-        raise UnsafeArchiveError(f"Refused archive member {name!r}: symlink {target!r} points "
-                                 f"outside the install folder")
-
-
 # ---- zip ---------------------------------------------------------------------------------
 
 _LOCAL, _CENTRAL, _DESC = b"PK\x03\x04", b"PK\x01\x02", b"PK\x07\x08"
@@ -209,7 +191,7 @@ def _zip64_sizes(extra: bytes, csize: int, usize: int) -> tuple[int, int, bool]:
     return csize, usize, False
 
 
-def _stored_with_descriptor(r: ByteQueue, out: BinaryIO | None, zip64: bool) -> tuple[int, int]:
+def _stored_with_descriptor(r: ByteQueue, out: _Sink, zip64: bool) -> tuple[int, int]:
     """Stored entry of unknown length: scan for a descriptor whose size and CRC match the
     bytes before it, writing the bytes that cannot be part of one as they come."""
     fmt, dlen = ("<IQQ", 24) if zip64 else ("<III", 16)
@@ -237,7 +219,50 @@ def _stored_with_descriptor(r: ByteQueue, out: BinaryIO | None, zip64: bool) -> 
         crc, written = zlib.crc32(safe, crc), written + len(safe)
 
 
-def _extract_zip(r: ByteQueue, dest: Path, report: ExtractReport) -> None:
+class _Sink:
+    """A member's output: every write is first charged to the expansion budget."""
+
+    def __init__(self, out: BinaryIO | None, budget: ExpansionBudget) -> None:
+        self.out, self.budget = out, budget
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.budget.charge(len(data))
+            if self.out is not None:
+                self.out.write(data)
+
+
+def _inflate(r: ByteQueue, sink: _Sink, name: str, csize: int, descriptor: bool,
+             declared: int | None) -> tuple[int, int]:
+    """Deflated member → (size, crc), at most ``_CHUNK`` of output per step: a bomb's
+    1 MB of input never becomes 1 GB in memory at once."""
+    d = zlib.decompressobj(-15)
+    left = csize if not descriptor or csize else -1
+    size, crc = 0, 0
+    while not d.eof:
+        if d.unconsumed_tail:
+            piece = d.unconsumed_tail
+        else:
+            want = _CHUNK if left < 0 else min(left, _CHUNK)
+            piece = r.read(want) if want else b""
+            if not piece:
+                raise ArchiveError(f"Archive ends inside member {name!r}")
+            if left > 0:
+                left -= len(piece)
+        data = d.decompress(piece, _CHUNK)
+        size += len(data)
+        if declared is not None and size > declared:
+            raise ArchiveError(f"Zip member {name!r} unpacks beyond the {declared} bytes its header "
+                               "declares: the archive is damaged or hostile; use the official package")
+        crc = zlib.crc32(data, crc)
+        sink.write(data)
+    if d.unused_data:
+        r.unread(d.unused_data)
+    return size, crc
+
+
+def _extract_zip(r: ByteQueue, placer: MemberPlacer, report: ExtractReport,
+                 budget: ExpansionBudget) -> None:
     written: dict[str, Path] = {}
     while True:
         sig = r.read(4)
@@ -257,51 +282,33 @@ def _extract_zip(r: ByteQueue, dest: Path, report: ExtractReport) -> None:
         if method not in (0, 8):
             raise ArchiveError(f"Zip member {name!r} uses compression method {method}; "
                                "re-pack with deflate, or use .tar.zst")
-        path = safe_member_path(dest, name)
-        parts = name.rstrip("/").split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in written:  # a file (maybe a symlink-to-be) as a folder
-                raise UnsafeArchiveError(f"Refused archive member {name!r}: it is written through "
-                                         f"{'/'.join(parts[:i])!r}, a file or symlink of this archive")
         is_dir = name.endswith("/")
+        descriptor = bool(flags & 0x8)
+        # Sizes in the local header are real unless a data descriptor follows the data.
+        declared = None if descriptor and not usize else usize
+        if declared is not None and not is_dir:
+            budget.expect(declared)
         out: BinaryIO | None = None
         try:
             if is_dir:
-                path.mkdir(parents=True, exist_ok=True)
+                placer.mkdir(name)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                out = open(path, "wb")  # noqa: SIM115 - closed in finally
-            descriptor = bool(flags & 0x8)
+                path, out = placer.open_file(name)
+            sink = _Sink(out, budget)
             got_crc, size = 0, 0
             if method == 0 and descriptor and csize == 0:
-                size, got_crc = _stored_with_descriptor(r, out, zip64)  # consumes the descriptor
+                size, got_crc = _stored_with_descriptor(r, sink, zip64)
                 crc, descriptor = got_crc, False
             elif method == 0:
                 left = csize
                 while left:
-                    piece = _read_exact(r, min(left, 1 << 20), name)
+                    piece = _read_exact(r, min(left, _CHUNK), name)
                     left -= len(piece)
                     got_crc = zlib.crc32(piece, got_crc)
                     size += len(piece)
-                    if out:
-                        out.write(piece)
+                    sink.write(piece)
             else:
-                d = zlib.decompressobj(-15)
-                left = csize if not descriptor or csize else -1
-                while not d.eof:
-                    want = 1 << 20 if left < 0 else min(left, 1 << 20)
-                    piece = r.read(want) if want else b""
-                    if not piece:
-                        raise ArchiveError(f"Archive ends inside member {name!r}")
-                    if left > 0:
-                        left -= len(piece)
-                    data = d.decompress(piece)
-                    got_crc = zlib.crc32(data, got_crc)
-                    size += len(data)
-                    if out:
-                        out.write(data)
-                if d.unused_data:
-                    r.unread(d.unused_data)
+                size, got_crc = _inflate(r, sink, name, csize, descriptor, declared)
             if descriptor:
                 head = _read_exact(r, 4, "a data descriptor")
                 if head == _DESC:
@@ -311,7 +318,8 @@ def _extract_zip(r: ByteQueue, dest: Path, report: ExtractReport) -> None:
             if not is_dir and got_crc != crc:
                 raise ArchiveError(f"Zip member {name!r} is damaged (CRC mismatch)")
         except OSError as exc:
-            raise ArchiveError(f"Cannot extract member {name!r}: {exc}") from exc
+            raise disk_full_error(placer.dest, exc) or ArchiveError(
+                f"Cannot extract member {name!r}: {exc}") from exc
         finally:
             if out:
                 out.close()
@@ -319,11 +327,13 @@ def _extract_zip(r: ByteQueue, dest: Path, report: ExtractReport) -> None:
             written[name] = path
             report.files += 1
             report.bytes += size
-    _apply_central_directory(r, dest, written, report)
+    _apply_central_directory(r, placer, written, report)
 
 
-def _apply_central_directory(r: ByteQueue, dest: Path, written: dict[str, Path],
+def _apply_central_directory(r: ByteQueue, placer: MemberPlacer, written: dict[str, Path],
                              report: ExtractReport) -> None:
+    """Modes first, then the links (all known by now, so each is checked against all)."""
+    links: list[tuple[str, Path]] = []
     while r.read(4) == _CENTRAL:
         fields = struct.unpack("<HHHHHHIIIHHHHHII", _read_exact(r, 42, "the central directory"))
         made_by, flags = fields[0], fields[2]
@@ -335,63 +345,87 @@ def _apply_central_directory(r: ByteQueue, dest: Path, written: dict[str, Path],
         if path is None or (made_by >> 8) != 3 or not mode:
             continue
         if stat.S_ISLNK(mode):
-            target = path.read_text(encoding="utf-8", errors="replace")
-            path.unlink()
-            if os.path.isabs(target) and _VENV_PYTHON.search(name):
-                report.skipped_links.append(name)
-                continue
-            check_link(dest, path, target, name)
-            os.symlink(target, path)
-            report.links += 1
+            links.append((name, path))
         elif stat.S_ISREG(mode) or not stat.S_IFMT(mode):
-            path.chmod(mode & 0o777)  # no setuid/setgid from an archive
+            # Plain chmod is safe here: no link of the archive exists yet.
+            os.chmod(path, (mode & _MODE_MASK) | 0o600)
+    for name, path in links:
+        if path.stat().st_size > 4096:
+            raise UnsafeArchiveError(f"Refused archive member {name!r}: symlink text is not a path")
+        target = path.read_text(encoding="utf-8", errors="replace")
+        if os.path.isabs(target) and _VENV_PYTHON.search(name):
+            path.unlink()
+            report.skipped_links.append(name)
+            continue
+        placer.add_link(name, target)
+    report.links += placer.make_links()
     r.drain()
 
 
 # ---- tar -----------------------------------------------------------------------------------
 
-def _tar_filter(dest: Path, report: ExtractReport):  # type: ignore[no-untyped-def]
-    def keep(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        if member.issym() and os.path.isabs(member.linkname) and _VENV_PYTHON.search(member.name):
-            report.skipped_links.append(member.name)
-            return None
-        safe_member_path(dest, member.name)
-        try:
-            member = tarfile.data_filter(member, path)
-        except tarfile.FilterError as exc:
-            raise UnsafeArchiveError(f"Refused archive member {member.name!r}: {exc}") from exc
-        if member.isfile():
-            report.files += 1
-            report.bytes += member.size
-        elif member.issym():
-            report.links += 1
-        return member
-
-    return keep
+def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, placer: MemberPlacer,
+                report: ExtractReport, budget: ExpansionBudget) -> None:
+    name = member.name
+    if member.issym():
+        if os.path.isabs(member.linkname) and _VENV_PYTHON.search(name):
+            report.skipped_links.append(name)
+        else:
+            placer.add_link(name, member.linkname)
+    elif member.islnk():
+        placer.hardlink(name, member.linkname)
+        report.files += 1
+    elif member.isdir():
+        placer.mkdir(name)
+    elif member.isreg():
+        budget.expect(member.size)
+        src = tf.extractfile(member)
+        assert src is not None
+        _path, out = placer.open_file(name)
+        with out:
+            sink = _Sink(out, budget)
+            while piece := src.read(_TAR_READ):
+                sink.write(piece)
+            out.flush()
+            os.fchmod(out.fileno(), (member.mode & _MODE_MASK) | 0o600)
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(out.fileno(), (member.mtime, member.mtime))
+        report.files += 1
+        report.bytes += member.size
+    else:
+        raise UnsafeArchiveError(f"Refused archive member {name!r}: a device, pipe or other "
+                                 "special file has no place in a package")
 
 
 def _extract_tar(stream: IO[bytes] | ByteQueue, dest: Path, report: ExtractReport,
-                 gz: bool = False) -> None:
+                 gz: bool = False, budget: ExpansionBudget | None = None) -> None:
+    placer = MemberPlacer(dest)
+    budget = budget or ExpansionBudget(dest)
     try:
         with tarfile.open(fileobj=stream, mode="r|gz" if gz else "r|") as tf:  # type: ignore[call-overload]
-            tf.extractall(dest, filter=_tar_filter(dest, report))
-    except tarfile.ReadError as exc:
+            for member in tf:
+                _tar_member(tf, member, placer, report, budget)
+        report.links += placer.make_links()
+    except (tarfile.ReadError, tarfile.StreamError, EOFError, zlib.error) as exc:
         raise ArchiveError(f"Damaged or truncated tar archive: {exc}") from exc
+    except OSError as exc:
+        raise disk_full_error(dest, exc) or ArchiveError(f"Cannot extract the package: {exc}") from exc
 
 
-def _extract_piped(codec: str, r: ByteQueue, dest: Path, report: ExtractReport) -> None:
+def _extract_piped(codec: str, r: ByteQueue, dest: Path, report: ExtractReport,
+                   budget: ExpansionBudget) -> None:
     tool = shutil.which(codec)
     if tool is None:
         raise ArchiveError(f"`{codec}` is needed to unpack .tar.{'zst' if codec == 'zstd' else codec} "
                            f"packages: install it (apt-get install {codec}) or use a .zip package")
     proc = subprocess.Popen([tool, "-d", "-c", "-q"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
     assert proc.stdin and proc.stdout and proc.stderr
     feed_error: list[BaseException] = []
 
     def feed() -> None:
         try:
-            while chunk := r.read(1 << 20):
+            while chunk := r.read(_CHUNK):
                 proc.stdin.write(chunk)  # type: ignore[union-attr]
         except BrokenPipeError:
             pass
@@ -404,7 +438,7 @@ def _extract_piped(codec: str, r: ByteQueue, dest: Path, report: ExtractReport) 
     feeder = threading.Thread(target=feed, name=f"{codec}-feed", daemon=True)
     feeder.start()
     try:
-        _extract_tar(proc.stdout, dest, report)
+        _extract_tar(proc.stdout, dest, report, budget=budget)
         proc.stdout.read()
     except BaseException:
         r.abort()
@@ -420,21 +454,24 @@ def _extract_piped(codec: str, r: ByteQueue, dest: Path, report: ExtractReport) 
         raise ArchiveError(f"{codec} failed (exit {rc}): {err or 'damaged archive'}")
 
 
-def extract_stream(fmt: str, r: ByteQueue, dest: Path) -> ExtractReport:
-    """Extract the archive arriving through ``r`` into ``dest`` (blocking; run in a thread).
+def extract_stream(fmt: str, r: ByteQueue, dest: Path,
+                   limits: ExtractLimits | None = None) -> ExtractReport:
+    """Extract the archive arriving through ``r`` into ``dest`` (blocking; run in a thread),
+    within ``limits`` (default: the free space and the ratio to the bytes read so far).
     On any error the queue is aborted so the download stops too."""
     dest = Path(os.path.realpath(dest))
     dest.mkdir(parents=True, exist_ok=True)
     report = ExtractReport()
+    budget = ExpansionBudget(dest, limits, lambda: r.taken)
     try:
         if fmt == "zip":
-            _extract_zip(r, dest, report)
+            _extract_zip(r, MemberPlacer(dest), report, budget)
         elif fmt == "tar.zst":
-            _extract_piped("zstd", r, dest, report)
+            _extract_piped("zstd", r, dest, report, budget)
         elif fmt == "tar.lz4":
-            _extract_piped("lz4", r, dest, report)
+            _extract_piped("lz4", r, dest, report, budget)
         elif fmt in ("tar.gz", "tar"):
-            _extract_tar(r, dest, report, gz=fmt == "tar.gz")
+            _extract_tar(r, dest, report, gz=fmt == "tar.gz", budget=budget)
         else:
             raise ArchiveError(f"Unsupported package format {fmt!r}")
     except BaseException:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdpanel._childenv import child_env
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 
 from ._install import InstallResult, check_target, finish_install, staging_dir
@@ -58,7 +59,7 @@ class StepLog:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})
+            env=child_env({"GIT_TERMINAL_PROMPT": "0", **(env or {})}))
         assert proc.stdout is not None
         async for raw in proc.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip()

@@ -12,8 +12,10 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,12 @@ import aiohttp
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
 from sdpanel.storage import ensure_free_space
 
-from ._extract import ByteQueue, ExtractReport, detect_format, extract_stream
-from ._relocate import find_venvs, fix_relocated_venv
+from ._extract import ByteQueue, ExtractLimits, ExtractReport, detect_format, extract_stream
+from ._relocate import find_venvs, fix_relocated_venv, inside_install, rewrite_file
 
 __all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
-           "installed_info", "staging_dir"]
+           "installed_info", "record_in_marker", "staging_dir",
+           "stream_archive"]
 
 MARKER = ".sdpanel-installed"
 # Unpacked size / archive size, used for the free-space check when no size is given.
@@ -63,6 +66,14 @@ def installed_info(webui_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         return dict(json.loads(marker.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return None
+
+
+def record_in_marker(webui_dir: Path, **fields: Any) -> None:
+    """Add ``fields`` to the WebUI's install marker (what is really there)."""
+    marker = Path(webui_dir) / MARKER
+    data = json.loads(marker.read_text(encoding="utf-8"))
+    data.update(fields)
+    marker.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -120,17 +131,126 @@ def finish_install(staging: Path, target: Path, result: InstallResult, *, replac
 def fix_relocated_venv_at(venv: Path, staging: Path, target: Path) -> list[str]:
     """Fix ``venv`` (still in ``staging``) for where it will live after the final rename:
     fix it in place, then rewrite the staging path to the target path (the target may
-    still hold the old install, so the venv cannot be fixed at its final place)."""
-    notes = fix_relocated_venv(venv)
+    still hold the old install, so the venv cannot be fixed at its final place). Nothing
+    outside ``staging`` is written: see ``inside_install``."""
+    notes = fix_relocated_venv(venv, staging)
     staged, final = str(staging.resolve()), str(target.resolve())
-    cfg = venv / "pyvenv.cfg"
-    cfg.write_text(cfg.read_text(encoding="utf-8").replace(staged, final), encoding="utf-8")
+    cfg = inside_install(staging, venv / "pyvenv.cfg")
+    rewrite_file(cfg, cfg.read_text(encoding="utf-8").replace(staged, final).encode("utf-8"))
     for script in (venv / "bin").iterdir():
-        if script.is_file() and not script.is_symlink() and script.stat().st_size < 4 << 20:
-            data = script.read_bytes()
+        st = os.lstat(script)
+        if stat.S_ISREG(st.st_mode) and st.st_size < 4 << 20:
+            data = inside_install(staging, script).read_bytes()
             if staged.encode() in data[:4096]:
-                script.write_bytes(data.replace(staged.encode(), final.encode()))
+                rewrite_file(script, data.replace(staged.encode(), final.encode()))
     return [n.replace(staged, final) for n in notes]
+
+
+def _wire_bytes(resp: aiohttp.ClientResponse, total: int | None) -> int:
+    """Bytes received as sent (before any Content-Encoding is undone), so ``done`` counts
+    what ``Content-Length`` counts and never passes it."""
+    # aiohttp < 3.12 has no total_raw_bytes (and decodes before counting): clamp then.
+    raw = int(getattr(resp.content, "total_raw_bytes", resp.content.total_bytes))
+    return min(raw, total) if total is not None else raw
+
+
+@dataclass
+class Streamed:
+    """What :func:`stream_archive` unpacked: the extractor's report and the bytes received."""
+    report: ExtractReport
+    received: int
+    total: int | None
+
+
+async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
+                         headers: dict[str, str] | None = None, bus: EventBus | None = None,
+                         unpacked_size: int | None = None, session: aiohttp.ClientSession | None = None,
+                         probe: Callable[[], str | None] | None = None,
+                         space_at: Path | None = None) -> Streamed:
+    """Download ``url`` and unpack it into ``staging`` while it arrives (one GET, no
+    temporary archive). ``probe`` is asked between chunks (at most 4 times a second); a
+    sentence it returns stops the download and is raised as :class:`InstallError` (a venv
+    archive whose interpreter this host lacks is refused as soon as its ``pyvenv.cfg`` is
+    out). On any failure ``staging`` is left for the caller to remove."""
+    from sdpanel.settings import redact
+
+    shown = redact(url)
+    own = session is None
+    sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
+    q = ByteQueue()
+    done_evt = asyncio.get_running_loop().create_future()
+    outcome: dict[str, Any] = {}
+    thread: threading.Thread | None = None
+    try:
+        # identity: a server that gzips on request (nginx, CDNs) would make Content-Length the
+        # compressed size while aiohttp hands us more bytes than that (progress past 100 %).
+        async with sess.get(url, headers={**(headers or {}), "Accept-Encoding": "identity"}) as resp:
+            if resp.status != 200:
+                raise InstallError(f"Download of {label} failed: HTTP {resp.status} from {shown}")
+            total = resp.content_length
+            first = await resp.content.read(64)
+            fmt = detect_format(url, first)
+            needed = unpacked_size or (int(total * _RATIO[fmt]) if total else 0)
+            if needed:
+                ensure_free_space(space_at or staging.parent, needed, what=f"unpacking {label}")
+            loop = asyncio.get_running_loop()
+
+            def work() -> None:
+                try:
+                    limits = ExtractLimits(compressed_size=total, declared_size=unpacked_size)
+                    outcome["report"] = extract_stream(fmt, q, staging, limits)
+                except BaseException as exc:  # noqa: BLE001 - handed back to the loop
+                    outcome["error"] = exc
+                loop.call_soon_threadsafe(_resolve, done_evt)
+
+            thread = threading.Thread(target=work, name=f"unpack-{label}", daemon=True)
+            thread.start()
+            done, last, last_done = 0, time.monotonic(), 0
+            pending = first
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                if pending:
+                    chunk, pending = pending + chunk, b""
+                ok = q.try_put(chunk)  # no thread hop unless the extractor is behind
+                if ok is None:
+                    ok = await asyncio.to_thread(q.put, chunk)
+                if not ok:
+                    break  # the extractor refused the archive: stop downloading
+                done = _wire_bytes(resp, total)
+                now = time.monotonic()
+                if now - last >= 0.25:
+                    refused = probe() if probe else None
+                    if refused:
+                        raise InstallError(refused)
+                    _emit(bus, ProgressEvent(topic=topic, key="install", done=done, total=total,
+                                             speed=(done - last_done) / (now - last),
+                                             message=f"downloading and unpacking {label}"))
+                    last, last_done = now, done
+            if pending:
+                await asyncio.to_thread(q.put, pending)
+            done = _wire_bytes(resp, total)
+        short = InstallError(f"Download of {label} ended early ({done} of {total} bytes) from {shown}") \
+            if total is not None and done < total else None
+        q.close(short)
+        await done_evt
+        if "error" in outcome:  # the extractor's own reason (a refused member) comes first
+            raise outcome["error"]
+        if short is not None:
+            raise short
+        refused = probe() if probe else None
+        if refused:
+            raise InstallError(refused)
+        return Streamed(outcome["report"], done, total)
+    except BaseException as exc:
+        q.close(exc if isinstance(exc, Exception) else None)
+        q.abort()
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 30)
+        if isinstance(exc, aiohttp.ClientError):
+            raise InstallError(f"Download of {label} failed from {shown}: {redact(str(exc))}") from exc
+        raise
+    finally:
+        if own:
+            await sess.close()
 
 
 async def install_package(url: str, target: str | os.PathLike[str], *, webui: str = "webui",
@@ -150,82 +270,23 @@ async def install_package(url: str, target: str | os.PathLike[str], *, webui: st
     shown = redact(url)
     _emit(bus, StateEvent(topic=topic, key=webui, state="installing", data={"source": shown}))
     started = time.monotonic()
-    own = session is None
-    sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
-    q = ByteQueue()
-    done_evt = asyncio.get_running_loop().create_future()
-    outcome: dict[str, Any] = {}
-    thread: threading.Thread | None = None
     try:
-        async with sess.get(url, headers=headers or {}) as resp:
-            if resp.status != 200:
-                raise InstallError(f"Package download failed: HTTP {resp.status} from {shown}")
-            total = resp.content_length
-            first = await resp.content.read(64)
-            fmt = detect_format(url, first)
-            needed = unpacked_size or (int(total * _RATIO[fmt]) if total else 0)
-            if needed:
-                ensure_free_space(target.parent, needed, what=f"unpacking {webui}")
-            loop = asyncio.get_running_loop()
-
-            def work() -> None:
-                try:
-                    outcome["report"] = extract_stream(fmt, q, staging)
-                except BaseException as exc:  # noqa: BLE001 - handed back to the loop
-                    outcome["error"] = exc
-                loop.call_soon_threadsafe(_resolve, done_evt)
-
-            thread = threading.Thread(target=work, name=f"unpack-{webui}", daemon=True)
-            thread.start()
-            done, last, last_done = len(first), time.monotonic(), 0
-            pending = first
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                if pending:
-                    chunk, pending = pending + chunk, b""
-                ok = q.try_put(chunk)  # no thread hop unless the extractor is behind
-                if ok is None:
-                    ok = await asyncio.to_thread(q.put, chunk)
-                if not ok:
-                    break  # the extractor refused the archive: stop downloading
-                done += len(chunk)
-                now = time.monotonic()
-                if now - last >= 0.25:
-                    _emit(bus, ProgressEvent(topic=topic, key="install", done=done, total=total,
-                                             speed=(done - last_done) / (now - last),
-                                             message=f"downloading and unpacking {webui}"))
-                    last, last_done = now, done
-            if pending:
-                await asyncio.to_thread(q.put, pending)
-        short = InstallError(f"Package download ended early ({done} of {total} bytes) from {shown}") \
-            if total is not None and done < total else None
-        q.close(short)
-        await done_evt
-        if "error" in outcome:  # the extractor's own reason (a refused member) comes first
-            raise outcome["error"]
-        if short is not None:
-            raise short
-        report: ExtractReport = outcome["report"]
+        got = await stream_archive(url, staging, label=webui, topic=topic,
+                                   headers=headers, bus=bus, unpacked_size=unpacked_size,
+                                   session=session, space_at=target.parent)
         _hoist_single_top(staging)
         result = InstallResult(webui=webui, path=str(target), method="package", source=shown,
-                               version=version, files=report.files, bytes=report.bytes)
-        if report.skipped_links:
-            result.notes.append(f"venv interpreter links recreated for this machine: {report.skipped_links}")
+                               version=version, files=got.report.files, bytes=got.report.bytes)
+        if got.report.skipped_links:
+            result.notes.append(f"venv interpreter links recreated for this machine: {got.report.skipped_links}")
         result.seconds = round(time.monotonic() - started, 3)
         finish_install(staging, target, result, replace=replace, bus=bus)
-        _emit(bus, ProgressEvent(topic=topic, key="install", done=done, total=total, message="installed"))
+        _emit(bus, ProgressEvent(topic=topic, key="install", done=got.received, total=got.total,
+                                 message="installed"))
         _emit(bus, StateEvent(topic=topic, key=webui, state="installed", data={"path": str(target)}))
         return result
     except BaseException as exc:
-        q.close(exc if isinstance(exc, Exception) else None)
-        q.abort()
-        if thread is not None:
-            await asyncio.to_thread(thread.join, 30)
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, aiohttp.ClientError):
-            raise InstallError(f"Package download failed from {shown}: {redact(str(exc))}") from exc
         if isinstance(exc, Exception):
             _emit(bus, StateEvent(topic=topic, key=webui, state="failed", data={"error": redact(str(exc))}))
         raise
-    finally:
-        if own:
-            await sess.close()

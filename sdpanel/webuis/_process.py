@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from sdpanel._childenv import child_env
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 from sdpanel.storage import StorageRoot
 
@@ -323,7 +324,7 @@ class ProcessManager:
     def _spawn(self, proc: WebUIProcess, spec: LaunchSpec) -> None:
         port = free_port(spec.port)
         argv = [a.replace("{port}", str(port)) for a in spec.argv]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        env = child_env({"PYTHONUNBUFFERED": "1", **spec.env})
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
         log = proc.log_path

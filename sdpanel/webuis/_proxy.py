@@ -2,14 +2,18 @@
 
 Public tunnels without their own login point at this proxy, never at the WebUI: every
 request needs HTTP basic auth (user ``sdpanel`` and a random password made per launch) or
-the login cookie the proxy sets after a successful basic auth, so browsers keep working
-for WebSockets and fetches. The password is registered with the redactor, so it never
-reaches a log, and it is handed to a detached proxy process through its environment, never
-its command line.
+a login cookie the proxy mints at each successful basic auth (rules in ``_proxy_auth``).
+The password is registered with the redactor, so it never reaches a log, and a detached
+proxy reads it from a pipe (``--password-fd``), never its command line or environment.
+
+The WebUI sees the host the browser used (``Host`` is forwarded, plus ``X-Forwarded-Host``
+/ ``-Proto``): ComfyUI compares ``Host`` with ``Origin`` and answers 403 to a browser's
+``POST /prompt`` when they differ. WebSocket upgrades are accepted only from pages of the
+proxy's own origin, so another site cannot drive the WebUI with a browser's cached login.
 
 Detached use (survives the kernel, like the WebUI itself)::
 
-    SDPANEL_PROXY_PASSWORD=... python -m sdpanel.webuis._proxy --target 8188 --port 0
+    python -m sdpanel.webuis._proxy --target 8188 --port 0 --password-fd 3  3<password-file
     # prints "PROXY-PORT <n>" once listening
 """
 
@@ -17,22 +21,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
-import hmac
+import logging
 import os
 import secrets
 import sys
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
-__all__ = ["AuthProxy", "new_password"]
+from ._proxy_auth import SESSION_TTL_S, Credentials, LoginThrottle, Sessions, client_key
+
+__all__ = ["AuthProxy", "new_password", "public_host"]
 
 COOKIE = "sdpanel_auth"
 USER = "sdpanel"
+_LOG = logging.getLogger("sdpanel.proxy")
+# Hop-by-hop headers and the ones the proxy sets itself; Host is set explicitly below.
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
         "transfer-encoding", "upgrade", "host", "authorization", "content-length"}
+_LOGIN_HINT = "user sdpanel; the password is shown in the Launch panel"
 
 
 def new_password() -> str:
@@ -43,14 +51,37 @@ def new_password() -> str:
     return pw
 
 
+def public_host(request: web.Request) -> str:
+    """The host[:port] the browser used: a tunnel that rewrites ``Host`` to the local address
+    reports the public one in ``X-Forwarded-Host``."""
+    forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    return forwarded or request.host
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser page (scripts, CLI clients): no cross-site risk
+    netloc = urlsplit(origin).netloc.lower()
+    return netloc in {request.host.lower(), public_host(request).lower()}
+
+
+def _https(request: web.Request) -> bool:
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https" or request.secure
+
+
 class AuthProxy:
     def __init__(self, target_port: int, password: str, *, user: str = USER,
-                 host: str = "127.0.0.1", port: int = 0, target_host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int = 0, target_host: str = "127.0.0.1",
+                 sessions: Sessions | None = None, throttle: LoginThrottle | None = None) -> None:
         if not password:
             raise ValueError("The proxy needs a password: a public URL without a login is refused")
         self.target = f"http://{target_host}:{target_port}"
         self.user, self.password, self.host, self.port = user, password, host, port
-        self._cookie = secrets.token_urlsafe(24)
+        self._creds = Credentials(user, password)
+        self.sessions = sessions or Sessions()
+        self.throttle = throttle or LoginThrottle()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -58,43 +89,59 @@ class AuthProxy:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def _authorized(self, request: web.Request) -> bool:
-        if hmac.compare_digest(request.cookies.get(COOKIE, ""), self._cookie):
-            return True
-        header = request.headers.get("Authorization", "")
-        if not header.lower().startswith("basic "):
-            return False
-        try:
-            user, _, pw = base64.b64decode(header[6:].strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(user, self.user) & hmac.compare_digest(pw, self.password)
+    def _login(self, request: web.Request) -> web.Response | str | None:
+        """None: a valid session cookie; a str: a new session token (basic auth passed);
+        else the response refusing the request."""
+        if self.sessions.valid(request.cookies.get(COOKIE, "")):
+            return None
+        client = client_key(request.headers, request.remote)
+        wait = self.throttle.wait_s(client)
+        if wait > 0:
+            return web.Response(status=429, headers={"Retry-After": str(int(wait) + 1)},
+                                text=f"Too many wrong passwords: wait {int(wait) + 1} s, then log in "
+                                     f"again ({_LOGIN_HINT}).\n")
+        ok = self._creds.check_header(request.headers.get("Authorization", ""))
+        if ok:
+            self.throttle.succeeded(client)
+            return self.sessions.new()
+        if ok is False:
+            self.throttle.failed(client)
+        return web.Response(status=401, text=f"Login required ({_LOGIN_HINT})\n",
+                            headers={"WWW-Authenticate": 'Basic realm="sdpanel WebUI", charset="UTF-8"'})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
-            return web.Response(status=401, text="Login required (user sdpanel; the password is "
-                                "shown in the Launch panel)\n",
-                                headers={"WWW-Authenticate": 'Basic realm="sdpanel WebUI"'})
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            resp = await self._websocket(request)
-        else:
-            resp = await self._http(request)
-        return resp
+        login = self._login(request)
+        if isinstance(login, web.Response):
+            return login
+        try:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                if not _same_origin(request):
+                    return web.Response(status=403, text="WebSocket refused: it must come from a page "
+                                        "of this WebUI's own address.\n")
+                return await self._websocket(request, login)
+            return await self._http(request, login)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # one line in the log, never a traceback per request
+            _LOG.warning("proxy: %s %s failed: %s", request.method, request.path, type(exc).__name__)
+            return web.Response(status=502, text="The WebUI is not answering.\n")
 
     def _forward_headers(self, request: web.Request) -> dict[str, str]:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP and k.lower() != "cookie"}
         cookies = [f"{k}={v}" for k, v in request.cookies.items() if k != COOKIE]
         if cookies:
             headers["Cookie"] = "; ".join(cookies)
-        headers["X-Forwarded-Host"] = request.host
-        headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+        headers["Host"] = public_host(request)
+        headers["X-Forwarded-Host"] = public_host(request)
+        headers["X-Forwarded-Proto"] = "https" if _https(request) else "http"
         return headers
 
-    def _set_cookie(self, request: web.Request, resp: web.StreamResponse) -> None:
-        if request.cookies.get(COOKIE) != self._cookie:
-            resp.set_cookie(COOKIE, self._cookie, httponly=True, samesite="Lax")
+    def _set_cookie(self, request: web.Request, resp: web.StreamResponse, token: str | None) -> None:
+        if token is not None:
+            resp.set_cookie(COOKIE, token, max_age=int(SESSION_TTL_S), path="/", httponly=True,
+                            samesite="Lax", secure=_https(request))
 
-    async def _http(self, request: web.Request) -> web.StreamResponse:
+    async def _http(self, request: web.Request, token: str | None) -> web.StreamResponse:
         assert self._session is not None
         body = request.content if request.body_exists else None
         try:
@@ -107,19 +154,19 @@ class AuthProxy:
                         resp.headers.add(k, v)
                 if "Content-Encoding" in up.headers:
                     resp.headers["Content-Encoding"] = up.headers["Content-Encoding"]
-                self._set_cookie(request, resp)
+                self._set_cookie(request, resp, token)
                 await resp.prepare(request)
                 async for chunk in up.content.iter_any():
                     await resp.write(chunk)
                 await resp.write_eof()
                 return resp
         except aiohttp.ClientError as exc:
-            return web.Response(status=502, text=f"The WebUI is not answering: {exc}\n")
+            return web.Response(status=502, text=f"The WebUI is not answering: {type(exc).__name__}\n")
 
-    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+    async def _websocket(self, request: web.Request, token: str | None) -> web.StreamResponse:
         assert self._session is not None
         client = web.WebSocketResponse(autoping=True)
-        self._set_cookie(request, client)
+        self._set_cookie(request, client, token)
         await client.prepare(request)
         headers = {k: v for k, v in self._forward_headers(request).items()
                    if not k.lower().startswith("sec-websocket")}
@@ -162,14 +209,23 @@ class AuthProxy:
             await self._session.close()
 
 
+def _read_password(fd: int) -> str:
+    if fd < 0:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        return f.read(4096).decode("utf-8", errors="replace").strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="sdpanel authenticating proxy")
     parser.add_argument("--target", type=int, required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--password-fd", type=int, default=-1,
+                        help="file descriptor to read the login password from (then closed)")
     args = parser.parse_args(argv)
-    password = os.environ.pop("SDPANEL_PROXY_PASSWORD", "")
+    password = _read_password(args.password_fd)
     if not password:
-        print("SDPANEL_PROXY_PASSWORD is not set: refusing to serve without a login", file=sys.stderr)
+        print("No password on --password-fd: refusing to serve without a login", file=sys.stderr)
         return 2
 
     async def run() -> None:

@@ -8,8 +8,10 @@ re-attach, ps and logs — one object per storage root, events on the bus under
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,9 @@ from sdpanel.storage import StorageRoot
 
 from ._extract import ArchiveError, detect_format
 from ._git import ExtensionResult, install_extensions, install_git
-from ._install import InstallError, InstallResult, install_package, installed_info
+from ._install import InstallError, InstallResult, install_package, installed_info, record_in_marker
 from ._process import ProcessManager, WebUIProcess, read_records
-from ._registry import launch_spec, webui_info, webui_python
+from ._registry import WebUIInfo, launch_spec, prebuilt_repo, webui_info, webui_python
 from ._tunnels import (
     Tunnel,
     TunnelError,
@@ -30,6 +32,14 @@ from ._tunnels import (
     open_tunnel,
     recorded_tunnels,
     stop_recorded_tunnels,
+)
+from ._update import MoveResult, checkout_head, update_checkouts
+from ._venv_archive import (
+    ensure_venv_archive,
+    hf_base,
+    link_venv,
+    prebuilt_url,
+    shared_venv_home,
 )
 
 __all__ = ["LaunchResult", "WebUIService", "default_webuis_dir", "keep_alive", "launch_from_settings",
@@ -115,35 +125,120 @@ class WebUIService:
     async def install(self, webui: str, *, source: str | None = None, replace: bool = False,
                       extensions: bool = True, pip_args: Sequence[str] = (),
                       with_pip: bool = True) -> InstallResult:
-        """``source``: a package URL (.zip/.tar.zst/.tar.lz4) or a git repository; default:
-        the registry's packages, then its repository at the pinned commit."""
+        """``source``: a package URL (.zip/.tar.zst/.tar.lz4) or a git repository, tried
+        alone. Default, in order: the registry's prebuilt package + venv archive (Hugging
+        Face repo, mirror from the HF base URL setting / ``HF_ENDPOINT``), the
+        ``webui_package_url`` setting, the registry's package URLs, then git + a built venv.
+        Each source skipped is logged with its reason and kept in the install marker."""
         info = webui_info(webui)
         target = self.webui_dir(webui)
         target.parent.mkdir(parents=True, exist_ok=True)
-        source = source or _configured_package_url(self.storage)
-        packages = [source] if source and _is_package(source) else ([] if source else info.packages)
-        result: InstallResult | None = None
-        for url in packages:
-            try:
-                result = await install_package(url, target, webui=info.id, version=info.commit or info.ref or "",
-                                               bus=self.bus, replace=replace)
-                break
-            except (InstallError, ArchiveError, OSError) as exc:
-                if source:
-                    raise
-                self._log(info.id, f"package {url} failed ({exc}); trying the next source", "warning")
-        if result is None:
-            repo, ref, commit = info.repository, info.ref, info.commit
-            if source and not _is_package(source):  # a user's repository: URL[#ref]
-                repo, _, frag = source.partition("#")
-                ref, commit = frag or None, None
-            result = await install_git(repo, target, webui=info.id, ref=ref, commit=commit,
-                                       bus=self.bus, log_path=self.install_log(webui), with_pip=with_pip,
-                                       requirements=info.requirements, pip_args=pip_args, replace=replace)
+        if source:
+            result = (await self._install_package_and_venv(info, source, None, replace, pip_args, with_pip)
+                      if _is_package(source) else await self._install_git(info, source, replace, pip_args, with_pip))
+        else:
+            result = await self._install_from_registry(info, replace, pip_args, with_pip)
         if extensions and info.extensions:
             res = await self.install_extensions(webui, pip_args=pip_args)
             result.notes += [f"extension {r.name}: {'ok' if r.ok else r.error}" for r in res]
         self.link(webui)
+        return result
+
+    async def _install_from_registry(self, info: WebUIInfo, replace: bool, pip_args: Sequence[str],
+                                     with_pip: bool) -> InstallResult:
+        skipped: list[str] = []
+
+        def skip(what: str, exc: BaseException) -> None:
+            reason = f"{what} failed: {exc}"
+            skipped.append(reason)
+            self._log(info.id, f"{reason}; trying the next source", "warning")
+
+        result: InstallResult | None = None
+        if info.prebuilt:
+            base = hf_base(self.storage.path)
+            pkg = prebuilt_url(base, prebuilt_repo(), info.prebuilt["package"])
+            venv = prebuilt_url(base, prebuilt_repo(), info.prebuilt["venv"])
+            try:
+                result = await self._install_package_and_venv(info, pkg, venv, replace, pip_args, with_pip)
+            except (InstallError, ArchiveError, OSError) as exc:
+                skip(f"prebuilt package {info.prebuilt['package']} ({base})", exc)
+        configured = _configured_package_url(self.storage)
+        if result is None and configured:
+            try:  # the user's own package: its failure is theirs to fix, so it stops here
+                result = await self._install_package_and_venv(info, configured, None, replace, pip_args, with_pip)
+            except (InstallError, ArchiveError, OSError) as exc:
+                raise InstallError(f"{exc} (the webui_package_url setting; "
+                                   f"{'; '.join(skipped) or 'no other source tried'})") from exc
+        for url in info.packages if result is None else []:
+            try:
+                result = await self._install_package_and_venv(info, url, None, replace, pip_args, with_pip)
+            except (InstallError, ArchiveError, OSError) as exc:
+                skip(f"package {url}", exc)
+        if result is None:
+            result = await self._install_git(info, None, replace, pip_args, with_pip)
+        result.notes[:0] = skipped
+        record_in_marker(Path(result.path), sources_skipped=skipped)
+        return result
+
+    async def _install_git(self, info: WebUIInfo, source: str | None, replace: bool,
+                           pip_args: Sequence[str], with_pip: bool) -> InstallResult:
+        repo, ref, commit = info.repository, info.ref, info.commit
+        if source:  # a user's repository: URL[#ref]
+            repo, _, frag = source.partition("#")
+            ref, commit = frag or None, None
+        result = await install_git(repo, self.webui_dir(info.id), webui=info.id, ref=ref, commit=commit,
+                                   bus=self.bus, log_path=self.install_log(info.id), with_pip=with_pip,
+                                   requirements=info.requirements, pip_args=pip_args, replace=replace)
+        record_in_marker(Path(result.path), ref=ref or "")  # what `update` follows
+        return result
+
+    async def _install_package_and_venv(self, info: WebUIInfo, url: str, venv_url: str | None, replace: bool,
+                                        pip_args: Sequence[str], with_pip: bool) -> InstallResult:
+        """The package, streamed; beside it (same time) the venv archive ``venv_url``,
+        shared with the WebUIs naming it. When that archive cannot serve (its Python is
+        missing here, a broken archive) a venv is built instead."""
+        target = self.webui_dir(info.id)
+        topic = f"webui:{info.id}"
+        venv_task: asyncio.Task[tuple[Path, bool]] | None = None
+        if venv_url:
+            archive = info.prebuilt["venv"]
+            venv_task = asyncio.ensure_future(ensure_venv_archive(
+                venv_url, shared_venv_home(self.webuis_dir, archive), archive=archive, topic=topic, bus=self.bus))
+        try:
+            result = await install_package(url, target, webui=info.id, version=info.commit or info.ref or "",
+                                           bus=self.bus, replace=replace)
+        except BaseException:
+            if venv_task is not None:  # no package, no use for its venv now
+                venv_task.cancel()
+                await asyncio.gather(venv_task, return_exceptions=True)
+            raise
+        head = await checkout_head(target)
+        if head is not None:  # the package's own .git says what it really is
+            result.version = head[0]
+            record_in_marker(target, version=head[0], ref=head[1])
+        if venv_task is None:
+            return result  # the package's own venv, if any (issue 12: build one when it has none)
+        try:
+            venv, fetched = await venv_task
+        except (InstallError, ArchiveError, OSError) as exc:
+            venv_problem = str(exc)
+            self._log(info.id, f"venv archive {info.prebuilt['venv']} skipped: {exc}", "warning")
+        else:
+            if link_venv(target, venv):
+                record_in_marker(target, venv=str(venv), venv_archive=info.prebuilt["venv"])
+                result.notes.append(f"venv: {info.prebuilt['venv']} at {venv} "
+                                    f"({'fetched' if fetched else 'shared copy, not fetched again'})")
+            else:
+                self._log(info.id, "the package holds its own venv: the venv archive is kept for "
+                          "other WebUIs but not used here")
+            return result
+        if (target / "venv").is_dir():
+            return result  # the package brought one
+        self._log(info.id, f"building a venv ({venv_problem})")
+        await build_webui_venv_placeholder(info, target, log_path=self.install_log(info.id), bus=self.bus,
+                                           pip_args=pip_args, with_pip=with_pip)
+        record_in_marker(target, venv=str(target / "venv"), venv_built=venv_problem)
+        result.notes.append(f"venv built here ({venv_problem})")
         return result
 
     async def install_extensions(self, webui: str, names: Sequence[str] | None = None,
@@ -154,6 +249,19 @@ class WebUIService:
         return await install_extensions(wd, exts, extensions_dir=info.extensions_dir,
                                         python=webui_python(wd), bus=self.bus, webui=info.id,
                                         log_path=self.install_log(webui), pip_args=pip_args)
+
+    async def update(self, webui: str, *, ref: str | None = None, extensions: bool = True) -> list[MoveResult]:
+        """Update the WebUI along the ref it follows (``ref`` given: switch to that tag,
+        branch or commit instead) keeping local changes; updating also moves its git
+        extensions to their tips. The first result is the WebUI's own."""
+        info = webui_info(webui)
+        if self.manager.get(info.id).alive():
+            raise RuntimeError(f"{info.label} is running: stop it before updating or switching it")
+        wd = self.webui_dir(webui)
+        marker = installed_info(wd) or {}
+        return await update_checkouts(wd, webui=info.id, target=ref, follow=marker.get("ref") or info.ref,
+                                      extensions_dir=info.extensions_dir, extensions=extensions,
+                                      bus=self.bus, log_path=self.install_log(webui))
 
     def link(self, webui: str) -> Any:
         from sdpanel.storage import link_webui
@@ -253,6 +361,20 @@ class WebUIService:
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - 256 * 1024))
             return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+async def build_webui_venv_placeholder(info: WebUIInfo, webui_dir: Path, *, log_path: Path,
+                                       bus: EventBus, pip_args: Sequence[str], with_pip: bool) -> None:
+    """PLACEHOLDER for issue 12's venv builder (``sdpanel/webuis/_venv.py``: ``build_venv``
+    then ``smoke_test``), which the merge wires in here. Until then: the git path's own
+    steps, a venv of this interpreter plus the WebUI's requirements."""
+    from ._git import StepLog, _requirements
+
+    log = StepLog(log_path, bus, f"webui:{info.id}")
+    argv = [sys.executable, "-m", "venv", str(webui_dir / "venv")] + ([] if with_pip else ["--without-pip"])
+    await log.run("creating the venv", argv)
+    await _requirements(log, str(webui_dir / "venv" / "bin" / "python"),
+                        [webui_dir / r for r in info.requirements], pip_args)
 
 
 def _configured_package_url(storage: StorageRoot) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from sdpanel._childenv import child_env
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 from sdpanel.storage import StorageRoot
 
@@ -49,10 +50,12 @@ def jupyter_proxy_url(base_url: str, port: int) -> str:
     return f"{base_url.rstrip('/')}/proxy/{port}/"
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, env: dict[str, str],
+           pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
         return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **env}, start_new_session=True, cwd=log.parent)
+                                env=child_env(env), start_new_session=True, cwd=log.parent,
+                                pass_fds=pass_fds)
 
 
 def _killpg(proc: subprocess.Popen[bytes] | None) -> None:
@@ -108,10 +111,17 @@ class Tunnel:
 
 async def _start_proxy(target_port: int, password: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {"SDPANEL_PROXY_PASSWORD": password,
-           "PYTHONPATH": os.pathsep.join(filter(None, [_PKG_PARENT, os.environ.get("PYTHONPATH")]))}
-    proc = _spawn([sys.executable, "-m", "sdpanel.webuis._proxy", "--target", str(target_port),
-                   "--port", str(port)], log, env)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [_PKG_PARENT, os.environ.get("PYTHONPATH")]))}
+    # The password travels through a pipe the child reads once at start: never argv, never
+    # its environment (``/proc/<pid>/environ`` keeps what a process started with).
+    read_fd, write_fd = os.pipe()
+    try:
+        os.write(write_fd, password.encode())
+        os.close(write_fd)
+        proc = _spawn([sys.executable, "-m", "sdpanel.webuis._proxy", "--target", str(target_port),
+                       "--port", str(port), "--password-fd", str(read_fd)], log, env, (read_fd,))
+    finally:
+        os.close(read_fd)
     for _ in range(200):
         if proc.poll() is not None:
             raise TunnelError(f"The login proxy exited (code {proc.returncode}); see {log}")
@@ -169,9 +179,8 @@ async def open_tunnel(tool: str, webui_port: int, *, storage: StorageRoot, name:
     topic, key = f"webui:{name}", f"tunnel:{tool}"
     env: dict[str, str] = {}
     config = storage.state_path("tunnels", f"{tool}-{name}.yml")
+    own_token = resolve_secret(spec["secret"]) if spec.get("secret") and spec["auth"] == "own" else None
     if spec["auth"] == "own":
-        _ngrok_config(config, webui_port, tunnel.password, resolve_secret(spec.get("secret", "")) if
-                      spec.get("secret") else None)
         tunnel.exposed_port, tunnel.config_path = webui_port, config
     else:
         tunnel.proxy, tunnel.exposed_port = await _start_proxy(
@@ -185,8 +194,16 @@ async def open_tunnel(tool: str, webui_port: int, *, storage: StorageRoot, name:
 
     async def launch() -> None:
         start = log.stat().st_size if log.exists() else 0
-        tunnel.proc = _spawn(argv, log, env)
-        tunnel.url = await _read_url(tunnel.proc, log, start, spec["url"], timeout)
+        if tunnel.config_path is not None:
+            # The config holds the authtoken and the login: on disk only until the tool has
+            # read it (it has once it prints its URL), written again for each restart.
+            _ngrok_config(config, webui_port, tunnel.password, own_token)
+        try:
+            tunnel.proc = _spawn(argv, log, env)
+            tunnel.url = await _read_url(tunnel.proc, log, start, spec["url"], timeout)
+        finally:
+            if tunnel.config_path is not None:
+                tunnel.config_path.unlink(missing_ok=True)
         tunnel.state = "ready"
         storage.state_path("pids", f"tunnel-{tool}-{name}.json").write_text(json.dumps(
             {"name": f"tunnel-{tool}-{name}", "pid": tunnel.proc.pid, "started": time.time(),
@@ -288,6 +305,8 @@ def stop_recorded_tunnels(storage: StorageRoot, name: str) -> int:
                 os.killpg(pid, signal.SIGTERM)
                 stopped += 1
         path.unlink(missing_ok=True)
+    for config in (storage.state_dir / "tunnels").glob(f"*-{name}.yml"):
+        config.unlink(missing_ok=True)  # a tool's config with its token and our login
     return stopped
 
 

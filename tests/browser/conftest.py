@@ -34,6 +34,19 @@ def _missing() -> str | None:
     return None
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which Chromium ran: rendering differs between versions (issue 19 showed an NSFW
+    blur test passing on 156 and failing on 150), so every run's log names it."""
+    import subprocess
+
+    try:
+        out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=20)
+        version = (out.stdout or out.stderr).strip().splitlines()[-1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        version = "not found"
+    return f"browser: {CHROMIUM}: {version}"
+
+
 @pytest.fixture(scope="session")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     why = _missing()

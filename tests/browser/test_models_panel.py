@@ -5,13 +5,16 @@ arrive in the store through the real queue."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from playwright.sync_api import expect
 
+from sdpanel.generate._png import decode_png
 from tests.fixtures.civitai_server import CivitAIServer
 
 from .lab import (
@@ -173,7 +176,56 @@ def test_models_browse_select_and_send(page: Any, lab_server: LabServer, civitai
     root.locator(".sdp-md-nsfw-box").check()
     root.locator(".sdp-md-q").fill("spicy")
     root.locator(".sdp-md-q").press("Enter")
+    check_nsfw_previews_blurred(page, root)
+
+
+def _contrast(png: bytes) -> float:
+    """Standard deviation of the pixel values in the middle of a screenshot (the outer
+    quarter cut: the checkbox and tags sit there): the fixture's checkerboard thumbnails
+    score high when sharp and near zero when blurred."""
+    img = decode_png(png, max_pixels=4_000_000)
+    step, rows = img.channels, img.rows
+    x0, x1 = img.width // 4, img.width * 3 // 4
+    values = [v for row in rows[len(rows) // 4:len(rows) * 3 // 4] for v in row[x0 * step:x1 * step]]
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+
+def wait_loaded(page: Any, img: Any) -> None:
+    """Until the thumbnail has loaded (or failed: then say which URL)."""
+    handle = img.element_handle()
+    page.wait_for_function("img => img.complete", arg=handle)
+    state = handle.evaluate("i => ({ok: i.naturalWidth > 0, src: i.src})")
+    assert state["ok"], f"thumbnail did not load: {state['src']} ({page.sdp_console[-5:]})"
+
+
+def check_nsfw_previews_blurred(page: Any, root: Any) -> None:
+    """What the user sees: the NSFW card's picture is blurred (measured on the pixels, not
+    only a computed style, and retried so a re-render between query and check cannot fool
+    it), the NSFW tag reveals that one card and blurs it again, the details view blurs too."""
     nsfw_card = root.locator(".sdp-md-card.sdp-md-nsfw", has_text="Spicy Body")
     nsfw_card.wait_for()
-    blur = nsfw_card.locator("img").evaluate("img => getComputedStyle(img).filter")
-    assert "blur" in blur
+    thumb, pic = nsfw_card.locator(".sdp-md-thumb"), nsfw_card.locator(".sdp-md-thumb img")
+    expect(pic).to_have_css("filter", re.compile(r"blur\(16px\)"))
+    wait_loaded(page, pic)
+    blurred = _contrast(thumb.screenshot())
+    screenshot(nsfw_card, "models-nsfw-blurred.png")
+    reveal = nsfw_card.locator("[data-act=reveal]")
+    reveal.click()
+    expect(pic).to_have_css("filter", "none")
+    sharp = _contrast(thumb.screenshot())
+    screenshot(nsfw_card, "models-nsfw-revealed.png")
+    assert sharp > 3 * blurred + 5, (blurred, sharp)
+    reveal.click()
+    expect(pic).to_have_css("filter", re.compile(r"blur"))
+    assert _contrast(thumb.screenshot()) < sharp / 3
+    # A click on the card opens its details: the large preview is blurred as well.
+    nsfw_card.locator(".sdp-md-info").click()
+    preview = root.locator(".sdp-md-preview.sdp-md-nsfw")
+    preview.wait_for()
+    expect(preview.locator("img")).to_have_css("filter", re.compile(r"blur\(16px\)"))
+    wait_loaded(page, preview.locator("img"))
+    screenshot(preview, "models-nsfw-details-blurred.png")
+    assert _contrast(preview.screenshot()) < sharp / 3
+    preview.click()
+    expect(preview.locator("img")).to_have_css("filter", "none")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.disks import small_disk
 from tests.fixtures.range_server import RangeServer
 
 from ._harness import (
@@ -161,28 +162,24 @@ def test_missing_token_for_gated_model(site: str, servers: Servers, fresh: tuple
 
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        stop_started(path)  # its pid records vanish with the mount: stop what they name first
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+    with small_disk(path, size):
+        try:
+            yield path
+        finally:
+            stop_started(path)  # its pid records vanish with the mount: stop what they name first
 
 
 def test_full_disk_stops_at_download_then_rerun_after_freeing(
         servers: Servers, fresh: tuple[Host, dict[str, str]]) -> None:
     """A real small disk: a tmpfs mounted on the store (root only; skipped elsewhere)."""
     host, env = fresh
-    # Downloads keep a 256 MiB reserve free: the small models fit in 300 MiB, this one not.
+    # Downloads keep 5 % of the disk free (at most 256 MiB): the small models fit in 48 MiB,
+    # this 64 MiB one not.
     big = safetensors_of(64 * 1024 * 1024)
     servers.packages.add_file("big_model.safetensors", big)
     params = five_cell_params(servers, MODEL_LINKS=",".join([*servers.links(),
                                                              servers.packages.url("big_model.safetensors")]))
-    with tmpfs(host.storage, "300m"):
+    with tmpfs(host.storage, "48m"):
         run = run_notebook("fail-disk.ipynb", env, params)
         assert_stopped_at(run, "cell-download", "DownloadCellError", "1 of 5", "Not enough disk space",
                           "point SDPANEL_STORAGE at a bigger disk")

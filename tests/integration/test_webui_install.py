@@ -70,7 +70,12 @@ async def test_install_streamed_package(kind: str, packages: dict[str, Path], se
     out = subprocess.run([str(pip)], capture_output=True, text=True, check=True).stdout
     assert out.startswith("pip ")
     assert f"home = {Path(os.path.realpath(__import__('sys').executable)).parent}" in (target / "venv" / "pyvenv.cfg").read_text()
-    subprocess.run([str(target / "venv" / "bin" / "python"), "-c", "import aiohttp"], check=True)
+    # the venv's own site-packages is live (its .pth brings the stub's aiohttp), whatever the
+    # host Python has installed globally
+    prefix = subprocess.run([str(target / "venv" / "bin" / "python"), "-c",
+                             "import sys, aiohttp; print(sys.prefix)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert prefix == str(target / "venv")
     info = installed_info(target)
     assert info and info["version"] == "v-test" and info["method"] == "package"
     assert not (tmp_path / "webuis" / "comfyui.installing").exists()

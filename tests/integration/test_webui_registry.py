@@ -48,3 +48,13 @@ def test_tunnel_regexes_and_auth() -> None:
         assert spec["auth"] in ("own", "proxy")
         # a login secret never goes on a command line
         assert not any("auth" in a.lower() and "{" in a for a in spec["argv"]), tool
+
+
+def test_forge_neo_and_sd_ux_have_their_own_entries(tmp_path: Path) -> None:
+    neo, classic, ux = webui_info("forge-neo"), webui_info("forge-classic"), webui_info("sd-ux")
+    assert (neo.repository, neo.ref) == ("https://github.com/Haoming02/sd-webui-forge-classic", "neo")
+    assert classic.ref == "classic" and classic.repository == neo.repository
+    assert ux.repository == "https://github.com/anapnoe/stable-diffusion-webui-ux" and ux.api == "a1111"
+    spec = launch_spec("forge-neo", tmp_path, port=7861, cpu=True)
+    assert "--always-cpu" in spec.argv and "--api" in spec.argv
+    assert "--use-cpu" in launch_spec("sd-ux", tmp_path, cpu=True).argv

@@ -10,22 +10,9 @@ import aiohttp
 import pytest
 
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
-from sdpanel.storage import StorageRoot
 from sdpanel.webuis import Extension, WebUIService, installed_info, webui_info
 from tests.fixtures.range_server import RangeServer
 from tests.fixtures.webui_packages import build_tree, make_git_repo, make_zip, stub_repo
-
-
-@pytest.fixture
-async def svc(tmp_path: Path):
-    bus = EventBus()
-    events: list = []
-    bus.subscribe(events.append)
-    service = WebUIService(StorageRoot.at(tmp_path / "store"), bus, webuis_dir=tmp_path / "webuis")
-    service.events = events  # type: ignore[attr-defined]
-    yield service
-    for name in list(service.manager.procs):
-        await service.stop(name)
 
 
 def _patch_registry(monkeypatch: pytest.MonkeyPatch, **changes: object) -> None:
@@ -40,7 +27,7 @@ async def test_install_falls_back_package_then_git_with_extensions(
     repo, head = stub_repo(tmp_path / "repo")
     node, _ = make_git_repo(tmp_path / "node", {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n"})
     with RangeServer() as srv:
-        _patch_registry(monkeypatch, packages=[srv.url("missing.zip")], repository=f"file://{repo}",
+        _patch_registry(monkeypatch, packages=[srv.url("missing.zip")], repository=f"file://{repo}", prebuilt={},
                         ref=None, commit=head,
                         extensions=[Extension("good-node", f"file://{node}"),
                                     Extension("broken-node", f"file://{tmp_path}/nope")])

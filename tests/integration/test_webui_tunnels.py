@@ -5,7 +5,6 @@ stub WebUI over HTTP and WebSocket."""
 from __future__ import annotations
 
 import base64
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -16,11 +15,9 @@ import pytest
 
 from sdpanel.runtime import EventBus
 from sdpanel.storage import StorageRoot
-from sdpanel.webuis import ProcessManager, launch_spec
 from sdpanel.webuis._proxy import AuthProxy
 from sdpanel.webuis._tunnels import TunnelError, jupyter_proxy_url, open_tunnel
-from tests.fixtures.stub_tunnels import install_stub_tools
-from tests.fixtures.webui_packages import build_tree
+from tests.fixtures.stub_tunnels import stub_webui_and_tools
 
 DOMAINS = {"cloudflared": r"https://[0-9a-f]+-words-here\.trycloudflare\.com",
            "ngrok": r"https://[0-9a-f]+-1-2-3-4\.ngrok-free\.app",
@@ -36,13 +33,8 @@ def store(tmp_path: Path) -> StorageRoot:
 
 @pytest.fixture
 async def webui(tmp_path: Path, store: StorageRoot, monkeypatch: pytest.MonkeyPatch):
-    install_stub_tools(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    mgr = ProcessManager(store)
-    proc = await mgr.start(launch_spec("comfyui", build_tree(tmp_path / "ComfyUI"), port=0,
-                                       env={"STUB_WEBUI_DELAY": "0.1"}))
-    yield proc
-    await mgr.stop("comfyui")
+    async with stub_webui_and_tools(tmp_path, store, monkeypatch) as proc:
+        yield proc
 
 
 def _basic(password: str, user: str = "sdpanel") -> dict[str, str]:

@@ -216,3 +216,42 @@ def test_log_tail_is_bounded_and_redacted(planted_tokens: dict[str, str]) -> Non
     assert log["text"].endswith("here") and token not in log["text"]
     assert "line 999 " in log["text"] and "line 100 " not in log["text"]
     ctl.detach()
+
+
+def test_skipped_prebuilt_source_shows_in_the_log(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.hf_server import HFServer
+
+    panel, ctl = env["panel"], env["ctl"]
+    with HFServer() as hf:  # a mirror without the ANXETY files: that source is skipped, said why
+        monkeypatch.setenv("HF_ENDPOINT", hf.endpoint)
+        monkeypatch.setenv("SDPANEL_WEBUI_PACKAGE_URL", env["url"])
+        ctl.install({"webui": "comfyui", "extensions": False})
+        wait_for(lambda: status(panel).get("state") == "installed" and not status(panel)["busy"], what="installed")
+    text = panel.launch_log["text"]
+    assert f"[install] prebuilt package ComfyUI.zip ({hf.endpoint}) failed: Download of comfyui failed: HTTP 404" in text
+    assert f"[install] installed from {env['url']} (package" in text
+
+
+def test_update_and_switch_from_the_tab(env: dict[str, Any], tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.fixtures.webui_packages import stub_repo
+
+    panel, ctl = env["panel"], env["ctl"]
+    repo, first = stub_repo(tmp_path / "repo")
+    ctl.install({"webui": "comfyui", "source": f"file://{repo}#main", "extensions": False})
+    wait_for(lambda: status(panel).get("state") == "installed" and not status(panel)["busy"], what="installed")
+    assert status(panel)["version"] == f"{first[:12]} (main)"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "requirements.txt").write_text("# v2\n")
+    subprocess.run([*git, "commit", "-qam", "v2"], check=True)
+    second = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    ctl.update({"webui": "comfyui"})
+    wait_for(lambda: status(panel)["version"].startswith(second[:12]) and not status(panel)["busy"], what="updated")
+    assert f"[update] comfyui: {first[:12]} -> {second[:12]} (main)" in panel.launch_log["text"]
+    with pytest.raises(ValueError, match="Type the tag, branch or commit"):
+        ctl.update({"webui": "comfyui", "ref": " "}, switch=True)
+    ctl.update({"webui": "comfyui", "ref": "no-such-tag"}, switch=True)
+    wait_for(lambda: status(panel)["error"] and not status(panel)["busy"], what="switch refused")
+    assert status(panel)["error"].startswith("Switch failed: git could not fetch 'no-such-tag' from origin")
+    assert status(panel)["retry"] == "launch.switch" and status(panel)["version"].startswith(second[:12])

@@ -66,7 +66,8 @@ def test_every_field_has_help_and_param_flag_and_no_secret_fields() -> None:
         assert f.name.upper() not in SECRET_NAMES
         assert "token" not in f.name
     choices = {f.name: f.metadata.get("choices") for f in fields(Settings)}
-    assert choices["webui"] == ["comfyui", "forge", "a1111", "reforge", "forge-classic", "sdnext"]
+    assert choices["webui"] == ["comfyui", "forge", "a1111", "reforge", "forge-classic", "forge-neo", "sd-ux",
+                                "sdnext"]
     assert choices["tunnel"] == ["none", "cloudflared", "ngrok", "zrok", "localtunnel", "pinggy"]
     assert choices["download_engine"] == ["auto", "aria2", "python"]
 

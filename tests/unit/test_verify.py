@@ -86,13 +86,20 @@ def test_error_page_served_as_model(tmp_path: Path, page: bytes) -> None:
     assert "token" in ei.value.message
 
 
-def test_json_with_json_content_type_is_an_error_page(tmp_path: Path) -> None:
-    assert looks_like_error_page(b'{"ok": false}', "application/json; charset=utf-8")
-    assert not looks_like_error_page(b'{"ok": false}', "application/octet-stream")
+def test_json_document_is_an_error_page_whatever_the_content_type(tmp_path: Path) -> None:
+    """The verdict is the bytes' alone: aria2 reports no Content-Type, and the Python
+    engine's verdict on the same bytes must be the same."""
+    for ct in ("application/json; charset=utf-8", "application/octet-stream", None):
+        assert looks_like_error_page(b'{"ok": false}', ct)
     p = write(tmp_path, "m.bin", b'{"ok": false}')
     with pytest.raises(DownloadError) as ei:
-        verify_file(p, None, None, "m.bin", content_type="application/json")
+        verify_file(p, None, None, "m.bin")
     assert ei.value.reason == "html_instead_of_model"
+
+
+def test_binary_starting_with_a_brace_is_not_an_error_page(tmp_path: Path) -> None:
+    """A safetensors header of 0x227b bytes starts ``{"``: not JSON, still a model."""
+    assert not looks_like_error_page(b'{"\x00\x00\x00\x00\x00\x00\x01\x02')
 
 
 def test_real_text_files_are_not_error_pages(tmp_path: Path) -> None:

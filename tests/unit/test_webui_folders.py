@@ -42,6 +42,8 @@ EXPECTED = {
     "a1111": A1111_LIKE,
     "reforge": A1111_LIKE,
     "forge-classic": {**A1111_LIKE, "embeddings": ["models/embeddings"]},
+    "forge-neo": {**A1111_LIKE, "embeddings": ["models/embeddings"]},
+    "sd-ux": A1111_LIKE,
     "sdnext": {
         "checkpoints": ["models/Stable-diffusion"],
         "diffusion_models": ["models/UNET"],
@@ -67,7 +69,7 @@ def test_folders_match_the_reference(webui: str) -> None:
 
 
 def test_dashes_in_the_reference_are_absent() -> None:
-    for webui in ("forge", "a1111", "reforge", "forge-classic", "sdnext"):
+    for webui in ("forge", "a1111", "reforge", "forge-classic", "forge-neo", "sd-ux", "sdnext"):
         assert "clip_vision" not in webui_folders(webui)
     for kind in ("adetailer", "ipadapter", "sam"):
         assert kind not in webui_folders("sdnext")
@@ -76,7 +78,9 @@ def test_dashes_in_the_reference_are_absent() -> None:
 def test_link_methods_and_aliases() -> None:
     assert webui_link_method("comfyui") == "extra_model_paths"
     assert {webui_link_method(w) for w in webui_ids() if w != "comfyui"} == {"symlink"}
-    assert normalize_webui("Forge_Neo") == "forge-classic"
+    assert normalize_webui("Forge_Neo") == "forge-neo"
+    assert normalize_webui("classic") == "forge-classic"
+    assert normalize_webui("SD_UX") == "sd-ux"
     assert normalize_webui("AUTOMATIC1111") == "a1111"
     with pytest.raises(ValueError, match="known: comfyui"):
         normalize_webui("invokeai")

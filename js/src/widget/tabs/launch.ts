@@ -14,14 +14,14 @@ interface Status {
   state: string; installed: boolean; port: number | null; pid: number | null; url: string | null;
   exit_code: number | null; message: string; tail: string[]; tunnels: Tunnel[];
   progress: { done: number; total: number | null; message: string } | null;
-  busy: string; error: string; retry: string; restarting: boolean;
+  busy: string; error: string; retry: string; restarting: boolean; version: string;
 }
 interface Registry {
   webuis?: { id: string; label: string }[]; tunnels?: string[]; proxy?: boolean;
   defaults?: { gpu: number; args: string; tunnels: string[] };
 }
 interface Secret { webui: string; tool: string; user: string; password: string }
-interface Form { gpu: string; args: string; source: string; tunnels: Set<string>; extensions: boolean }
+interface Form { gpu: string; args: string; source: string; ref: string; tunnels: Set<string>; extensions: boolean }
 
 const STATE_LABEL: Record<string, string> = {
   not_installed: "not installed", installing: "installing", installed: "installed", starting: "starting",
@@ -29,6 +29,7 @@ const STATE_LABEL: Record<string, string> = {
 };
 const BUSY_LABEL: Record<string, string> = {
   installing: "installing", starting: "starting", stopping: "stopping", restarting: "restarting",
+  updating: "updating", switching: "switching",
 };
 
 // Per model, in page memory only (never a trait): the form and the passwords on show.
@@ -98,7 +99,7 @@ function render({ model, el, act }: TabContext): () => void {
   let form = forms.get(model);
   if (!form) {
     const d = reg().defaults;
-    form = { gpu: d ? String(d.gpu) : "0", args: d?.args ?? "", source: "", tunnels: new Set(d?.tunnels ?? []), extensions: true };
+    form = { gpu: d ? String(d.gpu) : "0", args: d?.args ?? "", source: "", ref: "", tunnels: new Set(d?.tunnels ?? []), extensions: true };
     forms.set(model, form);
   }
   const f = form;
@@ -108,6 +109,7 @@ function render({ model, el, act }: TabContext): () => void {
   const gpuSel = h("select", { class: "sdp-input", "data-field": "gpu" });
   const argsIn = h("input", { class: "sdp-input sdp-mono", type: "text", "data-field": "args", placeholder: "e.g. --lowvram --preview-method auto" });
   const sourceIn = h("input", { class: "sdp-input sdp-mono", type: "text", "data-field": "source", placeholder: "empty: the registry's package, else git" });
+  const refIn = h("input", { class: "sdp-input sdp-mono", type: "text", "data-field": "ref", placeholder: "e.g. v0.3.64, master or a commit" });
   const tunnelBox = h("div", { class: "sdp-la-tunnels", "data-field": "tunnels" });
   const extIn = h("input", { type: "checkbox", "data-field": "extensions" });
   extIn.checked = f.extensions;
@@ -116,6 +118,11 @@ function render({ model, el, act }: TabContext): () => void {
   sourceIn.value = f.source;
   argsIn.addEventListener("input", () => (f.args = argsIn.value));
   sourceIn.addEventListener("input", () => (f.source = sourceIn.value));
+  refIn.value = f.ref;
+  refIn.addEventListener("input", () => {
+    f.ref = refIn.value;
+    drawStatus();
+  });
   gpuSel.addEventListener("change", () => (f.gpu = gpuSel.value));
   webuiSel.addEventListener("change", () => {
     model.set("launch_webui", webuiSel.value);
@@ -132,7 +139,7 @@ function render({ model, el, act }: TabContext): () => void {
   const progress = h("div", { class: "sdp-la-progress" }, h("span", {}));
   const progressText = h("span", { class: "sdp-la-progress-text sdp-mono" });
   const buttons: Record<string, HTMLButtonElement> = {};
-  for (const [verb, label, cls] of [["install", "Install", ""], ["start", "Start", "sdp-primary"], ["stop", "Stop", ""], ["restart", "Restart", ""]]) {
+  for (const [verb, label, cls] of [["install", "Install", ""], ["update", "Update", ""], ["start", "Start", "sdp-primary"], ["stop", "Stop", ""], ["restart", "Restart", ""], ["switch", "Switch", ""]]) {
     buttons[verb] = h("button", { class: `sdp-btn ${cls}`, type: "button", "data-act": verb }, label);
     buttons[verb].addEventListener("click", () => act(`launch.${verb}`, payload()));
   }
@@ -152,6 +159,9 @@ function render({ model, el, act }: TabContext): () => void {
         field("GPU", gpuSel),
         field("Arguments", argsIn, "Extra command-line flags"),
         field("Install from", sourceIn, ".zip / .tar.zst / .tar.lz4 or git URL"),
+        h("div", { class: "sdp-field sdp-la-switch" }, h("span", { class: "sdp-field-label" }, "Switch to"),
+          h("div", { class: "sdp-la-switch-row" }, refIn, buttons.switch),
+          h("span", { class: "sdp-field-help" }, "A tag, branch or commit; local changes are kept")),
       ),
       h("div", { class: "sdp-la-row2" },
         h("div", { class: "sdp-field sdp-la-tunnel-field" }, h("span", { class: "sdp-field-label" }, "Public tunnels"), tunnelBox,
@@ -160,7 +170,7 @@ function render({ model, el, act }: TabContext): () => void {
     ),
     h("div", { class: "sdp-la-bar" },
       h("div", { class: "sdp-la-state" }, badge, busy, procInfo, h("div", { class: "sdp-la-prog-wrap" }, progress, progressText)),
-      h("div", { class: "sdp-la-buttons" }, buttons.install, buttons.start, buttons.stop, buttons.restart)),
+      h("div", { class: "sdp-la-buttons" }, buttons.install, buttons.update, buttons.start, buttons.stop, buttons.restart)),
     gpuMeter,
     errorBox,
     crashBox,
@@ -176,7 +186,7 @@ function render({ model, el, act }: TabContext): () => void {
   const status = (): Status | undefined => ((model.get("launch_status") ?? {}) as Record<string, Status>)[current()];
   const payload = (): Record<string, unknown> => ({
     webui: current(), gpu: f.gpu === "cpu" ? null : Number(f.gpu), args: f.args, source: f.source,
-    tunnels: [...f.tunnels], extensions: f.extensions,
+    tunnels: [...f.tunnels], extensions: f.extensions, ref: f.ref,
   });
 
   const drawForm = () => {
@@ -248,7 +258,8 @@ function render({ model, el, act }: TabContext): () => void {
     if (state === "crashed" && s?.restarting) badge.textContent += " · restarting";
     busy.textContent = busyNow && BUSY_LABEL[busyNow] !== state ? `${BUSY_LABEL[busyNow] ?? busyNow}…` : "";
     const up = (state === "ready" || state === "starting") && s?.pid;
-    procInfo.textContent = up && s ? `pid ${s.pid} · port ${s.port}` : "";
+    procInfo.textContent = up && s ? `pid ${s.pid} · port ${s.port}` : s?.installed && s.version ? s.version : "";
+    procInfo.title = s?.installed && s.version ? `Installed: ${s.version}` : "";
     const p = s?.progress;
     const showProg = state === "installing" && !!p;
     progress.parentElement!.hidden = !showProg;
@@ -268,8 +279,11 @@ function render({ model, el, act }: TabContext): () => void {
     buttons.start.disabled = !idle || !installed || running;
     buttons.stop.disabled = !(running && busyNow !== "stopping");
     buttons.restart.disabled = !idle || state !== "ready";
+    buttons.update.disabled = !idle || !installed || running;
+    buttons.update.title = "Fast-forward the WebUI and its extensions, keeping local changes";
+    buttons.switch.disabled = !idle || !installed || running || !f.ref.trim();
     // The form applies to the next start: locked while it runs.
-    for (const i of [gpuSel, argsIn, sourceIn, extIn]) i.disabled = running || !idle;
+    for (const i of [gpuSel, argsIn, sourceIn, extIn, refIn]) i.disabled = running || !idle;
 
     errorBox.hidden = !s?.error;
     if (s?.error) {

@@ -9,6 +9,8 @@ import type { TabContext, TabModule } from "../types";
 import { markSelection, renderCard, type CardHooks } from "./models/cards";
 import { renderDetails, type DetailsTrait } from "./models/details";
 import { addPage, resultsOf, type Card, type Filters, type Meta, type Page, type SelEntry, type State } from "./models/types";
+
+interface Have { k: string; n: string; message: string; path: string }
 import "./models.css";
 
 const DEFAULT_FILTERS: Filters = { sub: "checkpoints", query: "", base_models: [], sort: "Highest Rated", period: "AllTime", nsfw: false };
@@ -42,6 +44,8 @@ function render({ model, el, act }: TabContext): () => void {
   const sort = h("select", { class: "sdp-input sdp-md-sort", "aria-label": "Sort" });
   const period = h("select", { class: "sdp-input sdp-md-period", "aria-label": "Period" });
   const nsfw = h("input", { type: "checkbox", class: "sdp-md-nsfw-box" });
+  const updates = h("button", { class: "sdp-btn sdp-md-updates", type: "button", title: "Installed CivitAI models that have a newer version",
+    onclick: () => act("models.updates") }, "Updates");
   const status = h("div", { class: "sdp-md-status", "aria-live": "polite" });
   const grid = h("div", { class: "sdp-md-grid" });
   const sentinel = h("div", { class: "sdp-md-sentinel" });
@@ -54,7 +58,8 @@ function render({ model, el, act }: TabContext): () => void {
     h("div", { class: "sdp-md-filters" },
       h("div", { class: "sdp-md-searchrow" }, input, go),
       baseBox, sort, period,
-      h("label", { class: "sdp-md-toggle", title: "Show NSFW models (their thumbnails stay blurred)" }, nsfw, "NSFW")),
+      h("label", { class: "sdp-md-toggle", title: "Show NSFW models (their thumbnails stay blurred)" }, nsfw, "NSFW"),
+      updates),
     status, h("div", { class: "sdp-md-stage" }, results, details), flash, selBar);
   el.append(root);
 
@@ -150,7 +155,21 @@ function render({ model, el, act }: TabContext): () => void {
     else act("models.replay");
   };
   let flashTimer = 0;
-  const onCue = (msg: { cue?: string; seq?: number; pages?: Card[][]; keys?: string[]; message?: string; problems?: string[] }) => {
+  // The store already has these (same sha256 / same CivitAI version): link or download anyway.
+  const haveNotice = (have: Have[]) => {
+    const keys = have.map((x) => x.k);
+    const rows = have.map((x) => h("div", { class: "sdp-md-have", "data-key": x.k },
+      h("span", {}, x.message),
+      h("button", { class: "sdp-btn sdp-md-primary sdp-md-link", type: "button", onclick: () => act("models.link", { keys: [x.k] }) }, "Link instead"),
+      h("button", { class: "sdp-btn sdp-md-anyway", type: "button",
+        onclick: () => act("models.download", { selection: selection().filter((s) => s.k === x.k), force: true }) }, "Download anyway")));
+    if (have.length > 1) {
+      rows.push(h("div", { class: "sdp-md-have" }, h("span", {}, `${have.length} files are already in the store.`),
+        h("button", { class: "sdp-btn sdp-md-primary", type: "button", onclick: () => act("models.link", { keys }) }, "Link all")));
+    }
+    return rows;
+  };
+  const onCue = (msg: { cue?: string; seq?: number; pages?: Card[][]; keys?: string[]; message?: string; problems?: string[]; have?: Have[] }) => {
     if (msg?.cue === "models.replay" && msg.pages) {
       store.seq = msg.seq ?? -1;
       store.pages = msg.pages;
@@ -161,10 +180,12 @@ function render({ model, el, act }: TabContext): () => void {
       if (sent.size) setSelection(selection().filter((s) => !sent.has(s.k)));
       flash.replaceChildren(
         ...(msg.message ? [h("div", { class: "sdp-md-ok" }, msg.message)] : []),
-        ...(msg.problems ?? []).map((p) => h("div", { class: "sdp-md-error" }, p)));
+        ...(msg.problems ?? []).map((p) => h("div", { class: "sdp-md-error" }, p)),
+        ...haveNotice(msg.have ?? []));
       flash.hidden = !flash.childElementCount;
       clearTimeout(flashTimer);
-      flashTimer = window.setTimeout(() => (flash.hidden = true), 10_000);
+      // A question (link or download anyway?) stays until answered.
+      if (!msg.have?.length) flashTimer = window.setTimeout(() => (flash.hidden = true), 10_000);
     }
   };
 
@@ -206,6 +227,12 @@ function render({ model, el, act }: TabContext): () => void {
       : s.status === "ready" ? `${count}${s.more ? "+" : ""} result${count === 1 ? "" : "s"}` : "";
     status.replaceChildren(h("span", {}, text));
     if (s.note && count) status.append(h("span", { class: "sdp-md-note" }, s.note));
+    const hidden = meta().hidden ?? 0;
+    if (hidden && f.sub !== "hf" && f.sub !== "presets") {
+      status.append(h("span", { class: "sdp-md-note sdp-md-hidden" }, `${hidden} hidden`,
+        h("button", { class: "sdp-md-linkbtn", type: "button", title: "Show hidden creators and models again",
+          onclick: () => act("models.hide", { undo: true }) }, "show")));
+    }
   };
 
   // ---- details ------------------------------------------------------------------------
@@ -223,6 +250,11 @@ function render({ model, el, act }: TabContext): () => void {
       isSelected,
       close: closeDetails,
       retry: (id) => act("models.details", { id }),
+      hide: (what) => {
+        closeDetails();
+        act("models.hide", what);
+      },
+      allVersions: (id, prefer) => act("models.all_versions", { id, prefer }),
       toggleFile: (m, v, file) => toggle({ k: file.k, src: "civitai", n: `${m.n} · ${file.n}`, s: file.s, kind: file.kind, sub: filters().sub, id: m.id, v: v.v, f: file.f }),
     }, openVersion, (v) => {
       openVersion = v;
@@ -259,6 +291,7 @@ function render({ model, el, act }: TabContext): () => void {
   const onMeta = () => {
     drawFilters();
     drawSelection();
+    drawStatus();
   };
   const onSelection = () => {
     drawSelection();

@@ -16,6 +16,31 @@ const KIND_ICON: Record<string, string> = {
   adetailer: "AD", sam: "SAM", text_encoders: "TE", other: "•",
 };
 
+/** Cards whose NSFW preview the user chose to see unblurred (this page's lifetime only:
+ *  a reload blurs everything again). Shared with the details view. */
+export const revealed = new Set<string>();
+
+/** The "NSFW" tag doubles as the reveal switch of one card's (or the details') preview. */
+export function nsfwToggle(key: string, frame: () => HTMLElement | null, inline = false): HTMLElement {
+  const tag = h("button", {
+    class: `sdp-md-nsfw-tag${inline ? " sdp-md-inline" : ""}`, type: "button", "data-act": "reveal",
+  }, "NSFW");
+  const sync = () => {
+    const on = revealed.has(key);
+    frame()?.classList.toggle("sdp-md-revealed", on);
+    tag.title = on ? "Blur this preview again" : "Show this preview unblurred";
+    tag.setAttribute("aria-pressed", String(on));
+  };
+  tag.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    if (revealed.has(key)) revealed.delete(key);
+    else revealed.add(key);
+    sync();
+  });
+  queueMicrotask(sync);
+  return tag;
+}
+
 export function badge(state: string): HTMLElement | null {
   if (state === "installed") return h("span", { class: "sdp-md-badge sdp-md-installed", title: "Already in the store" }, "Installed");
   if (state === "update") return h("span", { class: "sdp-md-badge sdp-md-update", title: "An older version is installed" }, "Update");
@@ -40,8 +65,8 @@ export function renderCard(card: Card, hooks: CardHooks): HTMLElement {
   const stats: string[] = [];
   if (card.dl != null) stats.push(`↓ ${compact(card.dl)}`);
   if (card.lk != null) stats.push(`♥ ${compact(card.lk)}`);
-  const el = h("article", {
-    class: `sdp-md-card${selected ? " sdp-md-sel" : ""}${card.x ? " sdp-md-nsfw" : ""}`,
+  const el: HTMLElement = h("article", {
+    class: `sdp-md-card${selected ? " sdp-md-sel" : ""}${card.x ? " sdp-md-nsfw" : ""}${card.x && revealed.has(card.k) ? " sdp-md-revealed" : ""}`,
     "data-key": card.k,
     tabindex: "0",
     title: card.src === "civitai" ? "Open details" : "Select",
@@ -49,7 +74,7 @@ export function renderCard(card: Card, hooks: CardHooks): HTMLElement {
   thumb,
   check,
   badge(badgeOf(card, hooks.meta())),
-  card.x ? h("span", { class: "sdp-md-nsfw-tag" }, "NSFW") : null,
+  card.x ? nsfwToggle(card.k, () => el) : null,
   h("div", { class: "sdp-md-info" },
     h("div", { class: "sdp-md-name", title: card.n }, card.n),
     h("div", { class: "sdp-md-by" }, card.c ? (card.src === "civitai" ? `@${card.c}` : card.c) : "", card.vn ? h("span", { class: "sdp-md-ver" }, card.vn) : null),

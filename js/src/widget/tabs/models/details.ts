@@ -2,7 +2,7 @@
 // selectable), trained words and the description rebuilt from a whitelist (sanitize.ts).
 import { humanBytes } from "../../../common/system";
 import { h } from "../../dom";
-import { badge } from "./cards";
+import { badge, nsfwToggle, revealed } from "./cards";
 import { sanitizeHtml } from "./sanitize";
 import { compact } from "./types";
 
@@ -25,7 +25,12 @@ export interface DetailsHooks {
   toggleFile(model: Details, version: DetailVersion, file: DetailFile): void;
   close(): void;
   retry(id: number): void;
+  hide(what: { id?: number; name?: string; creator?: string }): void;
+  allVersions(id: number, prefer: string): void;
 }
+
+// File preferences for "Download all versions" (sdpanel.sources.FilePrefs).
+const PREFER: [string, string][] = [["fp16,pruned", "fp16 · pruned"], ["fp32,full", "fp32 · full"], ["", "primary files"]];
 
 export function renderDetails(host: HTMLElement, d: DetailsTrait, hooks: DetailsHooks, version: number | null,
   pickVersion: (v: number) => void): void {
@@ -49,12 +54,31 @@ export function renderDetails(host: HTMLElement, d: DetailsTrait, hooks: Details
   const head = h("div", { class: "sdp-md-dhead" }, close,
     h("div", { class: "sdp-md-dtitle" },
       h("h3", {}, m.n),
-      h("div", { class: "sdp-md-by" }, `@${m.c} · ${m.t}`, m.x ? h("span", { class: "sdp-md-nsfw-tag sdp-md-inline" }, "NSFW") : null,
+      h("div", { class: "sdp-md-by" }, `@${m.c} · ${m.t}`, m.x ? nsfwToggle(`model:${m.id}`, () => host.querySelector<HTMLElement>(".sdp-md-preview"), true) : null,
         `  ↓ ${compact(stats.downloadCount)}  ♥ ${compact(stats.thumbsUpCount)}`)),
     h("a", { class: "sdp-btn sdp-md-ext", href: m.url, target: "_blank", rel: "noopener noreferrer" }, "CivitAI ↗"));
-  const parts: (HTMLElement | null)[] = [head, versions];
+  const prefer = h("select", { class: "sdp-input sdp-md-prefer", "aria-label": "File preference for all versions" },
+    ...PREFER.map(([v, label]) => h("option", { value: v }, label)));
+  const withFiles = m.versions.filter((v) => v.files.length).length;
+  const actions = h("div", { class: "sdp-md-dactions" },
+    h("button", { class: "sdp-btn sdp-md-allv", type: "button", disabled: withFiles === 0,
+      title: "Queue one file of every version, picked by the preference",
+      onclick: () => hooks.allVersions(m.id, prefer.value) }, `Download all ${withFiles} version${withFiles === 1 ? "" : "s"}`),
+    prefer,
+    h("span", { class: "sdp-md-grow" }),
+    h("button", { class: "sdp-btn sdp-md-hide", type: "button", title: "Never show this model in results (every session)",
+      onclick: () => hooks.hide({ id: m.id, name: m.n }) }, "Hide model"),
+    m.c ? h("button", { class: "sdp-btn sdp-md-hide", type: "button", title: "Never show this creator's models (every session)",
+      onclick: () => hooks.hide({ creator: m.c }) }, `Hide @${m.c}`) : null);
+  const parts: (HTMLElement | null)[] = [head, actions, versions];
   if (current) {
-    const preview = h("div", { class: `sdp-md-preview${current.x ? " sdp-md-nsfw" : ""}` });
+    const preview = h("div", {
+      class: `sdp-md-preview${current.x ? " sdp-md-nsfw" : ""}${current.x && revealed.has(`model:${m.id}`) ? " sdp-md-revealed" : ""}`,
+    });
+    if (current.x) {
+      preview.title = "Click to show or blur this preview";
+      preview.addEventListener("click", () => host.querySelector<HTMLElement>(".sdp-md-by [data-act=reveal]")?.click());
+    }
     if (current.img) preview.append(h("img", { src: current.img, alt: "", loading: "lazy", referrerpolicy: "no-referrer" }));
     const files = h("table", { class: "sdp-md-files" },
       h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "File"), h("th", {}, "Type"), h("th", {}, "Format"),

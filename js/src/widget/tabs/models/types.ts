@@ -27,6 +27,7 @@ export interface Meta {
   base_models?: string[]; sorts?: string[]; periods?: string[];
   nsfw?: boolean; free?: number | null; root?: string; page_size?: number;
   local?: { versions: number[]; models: number[] };
+  hidden?: number; // creators + models hidden from results (kept in the store)
 }
 
 export interface State {
