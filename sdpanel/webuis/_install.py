@@ -17,9 +17,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from sdpanel._network import NETWORK_FIX, network_cause
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
 from sdpanel.storage import ensure_free_space
 
@@ -222,7 +224,9 @@ async def install_package(url: str, target: str | os.PathLike[str], *, webui: st
             await asyncio.to_thread(thread.join, 30)
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, aiohttp.ClientError):
-            raise InstallError(f"Package download failed from {shown}: {redact(str(exc))}") from exc
+            host = urlsplit(url).hostname or shown
+            raise InstallError(f"Package download failed from {shown}: {network_cause(host, exc)}; "
+                               f"{NETWORK_FIX}.") from exc
         if isinstance(exc, Exception):
             _emit(bus, StateEvent(topic=topic, key=webui, state="failed", data={"error": redact(str(exc))}))
         raise

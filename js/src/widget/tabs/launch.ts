@@ -277,7 +277,10 @@ function render({ model, el, act }: TabContext): () => void {
       retry?.addEventListener("click", () => act(s.retry, payload()));
       const dismiss = h("button", { class: "sdp-btn", type: "button", "data-act": "dismiss" }, "Dismiss");
       dismiss.addEventListener("click", () => act("launch.dismiss", { webui: current() }));
-      errorBox.replaceChildren(...[h("span", {}, s.error), retry, dismiss].filter((x): x is HTMLElement => x !== null));
+      // First line: what failed, why and what to do; then the command's last lines.
+      const [head, ...lines] = s.error.split("\n");
+      const last = lines.length ? h("pre", { class: "sdp-mono sdp-la-error-lines" }, lines.join("\n")) : null;
+      errorBox.replaceChildren(...[h("span", {}, head), retry, dismiss, last].filter((x): x is HTMLElement => x !== null));
     }
     crashBox.hidden = state !== "crashed";
     if (state === "crashed" && s) {

@@ -1,0 +1,83 @@
+"""What a newcomer meets, in a real JupyterLab (issue 16): causes shown where the user
+looks, one WebUI choice in every tab, a quiet first open of the Models tab, a usable
+Panel in the 250 px sidebar. Screenshots: light + dark at 1400 px, and the sidebar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .lab import (
+    CURRENT_NOTEBOOK,
+    LabServer,
+    cell_errors,
+    open_notebook,
+    open_sidebar,
+    run_all_cells,
+    screenshot,
+    set_sidebar_width,
+    set_theme,
+    write_notebook,
+)
+
+pytestmark = pytest.mark.browser
+
+
+def _panel(page: Any, lab_server: LabServer, name: str, cells: list[str]) -> Any:
+    write_notebook(lab_server.root_dir / name, cells)
+    open_notebook(page, lab_server, name)
+    run_all_cells(page)
+    root = page.locator(f"{CURRENT_NOTEBOOK} .sdpanel-root").first
+    try:
+        root.locator(".sdp-tab").first.wait_for(state="visible", timeout=60_000)
+    except Exception:
+        raise AssertionError(f"no Panel. Cell errors: {cell_errors(page)}; console: {page.sdp_console}") from None
+    return root
+
+
+def _light_dark(page: Any, target: Any, name: str) -> None:
+    screenshot(target, f"{name}.png")
+    set_theme(page, "JupyterLab Dark")
+    try:
+        screenshot(target, f"{name}-dark.png")
+    finally:
+        set_theme(page, "JupyterLab Light")
+
+
+def _in_sidebar(page: Any, tab: str) -> Any:
+    """The live Panel in the SD sidebar at 250 px, on ``tab``."""
+    page.evaluate("""async () => {
+      const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+      await k.requestExecute({ code: 'import sdpanel.panels\\nsdpanel.panels.Panel().show_in_sidebar()' }).done;
+    }""")
+    panel = open_sidebar(page)
+    set_sidebar_width(page, 250)
+    side = panel.locator(".sdpanel-live-host .sdpanel-root").first
+    side.locator(f".sdp-tab[data-tab='{tab}']").click()
+    return side
+
+
+def test_failed_install_shows_cause_fix_and_last_lines(page: Any, lab_server: LabServer, tmp_path: Path) -> None:
+    """Offline, Install from a git repository fails: the box says why (no network / cannot
+    resolve the host) and what to do in one sentence, with git's last lines under it."""
+    setup = f"import os\nos.environ['SDPANEL_WEBUIS_DIR'] = {str(tmp_path / 'webuis')!r}"
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    root = _panel(page, lab_server, "offline-install.ipynb", [setup, "import sdpanel.cells\nsdpanel.cells.launch()"])
+    root.locator("input[data-field='source']").fill("https://github.invalid/comfyanonymous/ComfyUI")
+    root.locator("input[data-field='extensions']").uncheck()
+    root.locator("button[data-act='install']").click()
+    error = root.locator(".sdp-la-error")
+    error.wait_for(state="visible", timeout=90_000)
+    head = error.locator(":scope > span").inner_text()
+    assert head == ("Install failed: git fetch failed (exit 128): no network / cannot resolve "
+                    "github.invalid; check the network connection (or the host name), then retry."), head
+    lines = error.locator("pre.sdp-la-error-lines")
+    assert "Could not resolve host: github.invalid" in lines.inner_text()
+    assert error.locator("button[data-act='retry']").is_visible()
+    error.scroll_into_view_if_needed()
+    _light_dark(page, root, "newcomer-install-offline")
+    side = _in_sidebar(page, "launch")
+    side.locator(".sdp-la-error pre.sdp-la-error-lines").wait_for(state="visible")
+    screenshot(page.locator("#sdpanel-sidebar"), "newcomer-install-offline-sidebar.png")
