@@ -81,3 +81,30 @@ def test_failed_install_shows_cause_fix_and_last_lines(page: Any, lab_server: La
     side = _in_sidebar(page, "launch")
     side.locator(".sdp-la-error pre.sdp-la-error-lines").wait_for(state="visible")
     screenshot(page.locator("#sdpanel-sidebar"), "newcomer-install-offline-sidebar.png")
+
+
+def _pick(root: Any, tab: str, selector: str, value: str) -> None:
+    root.locator(f".sdp-tab[data-tab='{tab}']").click()
+    root.locator(selector).select_option(value)
+
+
+def test_one_webui_choice_in_every_tab(page: Any, lab_server: LabServer) -> None:
+    """Settings' WebUI and the Launch tab's picker are one setting: a change in either
+    shows in the other (and is saved)."""
+    root = _panel(page, lab_server, "one-webui.ipynb", ["import sdpanel.panels\nsdpanel.panels.Panel()"])
+    settings_sel = "select[data-key='webui']"
+    launch_sel = "select[data-field='webui']"
+    try:
+        _pick(root, "settings", settings_sel, "forge")
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} {settings_sel}\").value === 'forge'")
+        root.locator(".sdp-tab[data-tab='launch']").click()
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} {launch_sel}\").value === 'forge'")
+        assert root.locator(f"{launch_sel} option:checked").inner_text() == "Stable Diffusion WebUI Forge"
+        _pick(root, "launch", launch_sel, "a1111")
+        root.locator(".sdp-tab[data-tab='settings']").click()
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} {settings_sel}\").value === 'a1111'")
+        saved = (lab_server.storage / ".sdpanel" / "settings.json").read_text()
+        assert '"webui": "a1111"' in saved
+    finally:
+        _pick(root, "settings", settings_sel, "comfyui")  # later tests expect the default
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} {settings_sel}\").value === 'comfyui'")

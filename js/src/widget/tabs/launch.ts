@@ -120,6 +120,8 @@ function render({ model, el, act }: TabContext): () => void {
   webuiSel.addEventListener("change", () => {
     model.set("launch_webui", webuiSel.value);
     model.save_changes();
+    // The choice is the `webui` setting (one source of truth): saved, and shown in Settings.
+    act("settings.set", { key: "webui", value: webuiSel.value });
     draw();
   });
   const field = (label: string, input: HTMLElement, help?: string) =>
