@@ -108,3 +108,51 @@ def test_one_webui_choice_in_every_tab(page: Any, lab_server: LabServer) -> None
     finally:
         _pick(root, "settings", settings_sel, "comfyui")  # later tests expect the default
         page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} {settings_sel}\").value === 'comfyui'")
+
+
+OFFLINE_SOURCES = ("import os\n"
+                   "os.environ['SDPANEL_CIVITAI_BASE_URL'] = 'https://civitai.invalid'\n"
+                   "os.environ['SDPANEL_HF_BASE_URL'] = 'https://huggingface.invalid'")
+
+
+def test_models_first_open_offline_is_calm_and_presets_show(page: Any, lab_server: LabServer) -> None:
+    """Offline first open: a notice (not a red alarm) with the one network wording; the
+    presets show and can be told apart; each sub-tab's field says what it takes; the
+    Download bar is above the cards, in view."""
+    page.set_viewport_size({"width": 1400, "height": 900})
+    root = _panel(page, lab_server, "models-offline.ipynb",
+                  [OFFLINE_SOURCES, "import sdpanel.panels\np = sdpanel.panels.Panel()\np.active_tab = 'models'\np"])
+    notice = root.locator(".sdp-md-status .sdp-md-notice")
+    notice.wait_for(timeout=60_000)
+    assert "no network / cannot resolve civitai.invalid" in notice.inner_text()
+    assert root.locator(".sdp-md-error, [role='alert']").count() == 0
+    screenshot(root, "newcomer-models-first-open-offline.png")
+    query = root.locator("input.sdp-md-q")
+    assert query.get_attribute("placeholder") == "Search models, #tag, @creator, or paste a link"
+    query.fill("anime")
+    notice.locator("button[data-act='presets']").click()
+    grid = root.locator(".sdp-md-grid")
+    page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} .sdp-md-grid\").childElementCount >= 15",
+                           timeout=30_000)
+    assert query.input_value() == "" and query.get_attribute("placeholder") == "Filter presets by name"
+    # Every preset name is shown whole (two lines before any cut) and the tiles say the kind.
+    cut = grid.locator(".sdp-md-name").evaluate_all("els => els.filter(e => e.scrollHeight > e.clientHeight + 1).map(e => e.textContent)")
+    assert not cut, f"preset names cut: {cut}"
+    tiles = set(grid.locator(".sdp-md-ph").all_inner_texts())
+    assert {"Checkpoint", "ControlNet", "ADetailer"} <= tiles and not tiles & {"CK", "CN", "AD"}
+    canny = grid.locator(".sdp-md-card", has_text="Canny")
+    assert "size unknown" in canny.inner_text() and "size ?" not in grid.inner_text()
+    assert canny.get_attribute("title").startswith("ControlNet v1.1 SD 1.5 Canny (fp16)")
+    grid.locator(".sdp-md-card", has_text="Stable Diffusion XL base 1.0").locator(".sdp-md-check").check()
+    bar = root.locator(".sdp-md-selbar")
+    bar.wait_for()
+    bar_box, grid_box = bar.bounding_box(), grid.bounding_box()
+    assert bar_box["y"] < grid_box["y"], "the Download bar must sit above the cards"
+    assert 0 <= bar_box["y"] < 900, "the Download bar must be in view"
+    _light_dark(page, root, "newcomer-models-presets-offline")
+    root.locator(".sdp-md-subtab[data-sub='hf']").click()
+    page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} input.sdp-md-q\").placeholder.startsWith('Hugging Face repo id')")
+    side = _in_sidebar(page, "models")
+    side.locator(".sdp-md-subtab[data-sub='presets']").click()
+    side.locator(".sdp-md-card").first.wait_for()
+    screenshot(page.locator("#sdpanel-sidebar"), "newcomer-models-presets-sidebar.png")
