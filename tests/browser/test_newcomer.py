@@ -4,15 +4,27 @@ Panel in the 250 px sidebar. Screenshots: light + dark at 1400 px, and the sideb
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.unit.test_cli import notebook_text
+
 from .lab import (
     CURRENT_NOTEBOOK,
+    REPO,
     LabServer,
     cell_errors,
+    free_port,
     open_notebook,
     open_sidebar,
     run_all_cells,
@@ -156,3 +168,60 @@ def test_models_first_open_offline_is_calm_and_presets_show(page: Any, lab_serve
     side.locator(".sdp-md-subtab[data-sub='presets']").click()
     side.locator(".sdp-md-card").first.wait_for()
     screenshot(page.locator("#sdpanel-sidebar"), "newcomer-models-presets-sidebar.png")
+
+
+@pytest.fixture
+def sdpanel_lab(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    """`sdpanel lab` itself (what `make lab` runs), on a checkout of our own (so its working
+    copy lands in tmp_path), with fresh Jupyter dirs: no test page config helps it."""
+    checkout = tmp_path / "checkout"
+    (checkout / "notebook").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text('[project]\nname = "sdpanel"\n')
+    (checkout / "notebook" / "SDPanel.ipynb").write_text(notebook_text())
+    home, port, token = tmp_path / "home", free_port(), "newcomer-lab-token"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+           "JUPYTER_PLATFORM_DIRS": "1", "SDPANEL_STORAGE": str(tmp_path / "storage"),
+           "PYTHONPATH": str(REPO)}
+    code = ("import pathlib, sdpanel.platforms as P\n"
+            f"P.checkout_dir = lambda: pathlib.Path({str(checkout)!r})\n"
+            "from sdpanel.cli import main\n"
+            f"main(['lab', '--no-browser', '--port', '{port}', '--', '--IdentityProvider.token={token}',"
+            " '--LabApp.expose_app_in_browser=True', '--ServerApp.port_retries=0'])")
+    log = tmp_path / "lab.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(180):
+            if proc.poll() is not None:
+                raise AssertionError(f"sdpanel lab exited: {log.read_text()[-2000:]}")
+            try:
+                req = urllib.request.Request(url + "api/status", headers={"Authorization": f"token {token}"})
+                json.loads(urllib.request.urlopen(req, timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"{url}?token={token}", checkout, log  # / redirects to the default URL
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_sdpanel_lab_opens_a_working_copy_without_news_notice(page: Any, sdpanel_lab: tuple[str, Path, Path]) -> None:
+    url, checkout, log = sdpanel_lab
+    page.goto(url)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=90_000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=60_000)
+    # The working copy is open, not the committed notebook.
+    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path") == "SDPanel.ipynb"
+    assert (checkout / "workspace" / "SDPanel.ipynb").is_file()
+    # No "Would you like to receive official Jupyter news?" toast: the plugin is off.
+    assert page.evaluate("() => window.jupyterapp.hasPlugin('@jupyterlab/apputils-extension:announcements')") is False
+    page.wait_for_timeout(3000)
+    toasts = " ".join(page.locator(".Toastify__toast").all_inner_texts())
+    assert "news" not in toasts.lower(), toasts
+    screenshot(page, "newcomer-make-lab.png")
+    if REPO in Path(sys.prefix).resolve().parents:  # a checkout's own .venv (make lab, CI)
+        assert "require is not defined" not in log.read_text(), "node tracebacks in the server log"
