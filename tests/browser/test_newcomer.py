@@ -225,3 +225,55 @@ def test_sdpanel_lab_opens_a_working_copy_without_news_notice(page: Any, sdpanel
     screenshot(page, "newcomer-make-lab.png")
     if REPO in Path(sys.prefix).resolve().parents:  # a checkout's own .venv (make lab, CI)
         assert "require is not defined" not in log.read_text(), "node tracebacks in the server log"
+
+
+def test_settings_tab_sets_what_a_user_needs(page: Any, lab_server: LabServer) -> None:
+    """Tokens (masked, kept only in the session's secret store), storage, downloads at once,
+    connections, NSFW and sound can be set; the table has labels, never raw keys or ids."""
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    root = _panel(page, lab_server, "settings.ipynb",
+                  ["import os\nos.environ.pop('CIVITAI_TOKEN', None)",
+                   "import sdpanel.panels\np = sdpanel.panels.Panel()\np.active_tab = 'settings'\np"])
+    tab = root.locator(".sdp-tab[data-tab='settings']")
+    tab.click()
+    form = root.locator(".sdp-settings-form").first
+    settings_json = lab_server.storage / ".sdpanel" / "settings.json"
+    before = settings_json.read_text() if settings_json.exists() else ""
+    try:
+        # Labels, not ids: the WebUI picker says what the Launch tab says.
+        assert root.locator("select[data-key='webui'] option:checked").inner_text() == "ComfyUI"
+        for key, value in (("max_concurrent_downloads", "5"), ("connections_per_file", "8")):
+            root.locator(f"input[data-key='{key}']").fill(value)
+            root.locator(f"input[data-key='{key}']").press("Tab")
+            page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} tr[data-key='{key}'] td\")?.textContent === '{value}'")
+        root.locator("input[data-key='nsfw']").click()  # it turns on when Python confirms
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} tr[data-key='nsfw'] td\")?.textContent === 'on'")
+        root.locator("input[data-key='audio_muted']").click()
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} tr[data-key='audio_muted'] td\")?.textContent === 'on'")
+        saved = json.loads(settings_json.read_text())
+        assert saved["max_concurrent_downloads"] == 5 and saved["connections_per_file"] == 8
+        assert saved["nsfw"] is True and saved["audio_muted"] is True
+        # A token: a password field, set for the session, never saved, never in a trait.
+        token = root.locator("input[data-key='CIVITAI_TOKEN']")
+        assert token.get_attribute("type") == "password"
+        token.fill("newcomer-civitai-secret-123456")
+        token.press("Enter")
+        page.wait_for_function(f"() => document.querySelector(\"{CURRENT_NOTEBOOK} tr[data-key='CIVITAI_TOKEN'] td\")?.textContent === 'set (panel)'")
+        assert token.input_value() == ""
+        assert "newcomer-civitai-secret" not in settings_json.read_text()
+        assert "newcomer-civitai-secret" not in root.inner_html()
+        # Every row of the table has a label: no snake_case or UPPERCASE keys shown.
+        heads = root.locator(".sdp-kv th").all_inner_texts()
+        assert heads and not [t for t in heads if "_" in t], heads
+        assert "CivitAI token" in heads and "Downloads at the same time" in heads
+        form.scroll_into_view_if_needed()
+        _light_dark(page, root, "newcomer-settings")
+        side = _in_sidebar(page, "settings")
+        side.locator("input[data-key='CIVITAI_TOKEN']").wait_for()
+        screenshot(page.locator("#sdpanel-sidebar"), "newcomer-settings-sidebar.png")
+    finally:
+        # The session's lab is shared by later tests: restore the store's settings.
+        if before:
+            settings_json.write_text(before)
+        elif settings_json.exists():
+            settings_json.unlink()
