@@ -277,3 +277,46 @@ def test_settings_tab_sets_what_a_user_needs(page: Any, lab_server: LabServer) -
             settings_json.write_text(before)
         elif settings_json.exists():
             settings_json.unlink()
+
+
+OVERFLOW = """root => {
+  // Elements sticking out at the right of the Panel (cut off in the sidebar), ignoring
+  // what sits inside its own scroll box (a log, a wide table meant to scroll).
+  const edge = root.getBoundingClientRect().right + 1;
+  const out = [];
+  for (const el of root.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (!r.width || r.right <= edge) continue;
+    let p = el.parentElement, boxed = false;
+    while (p && p !== root) {
+      const s = getComputedStyle(p);
+      if (/(auto|scroll|hidden)/.test(s.overflowX) && p.getBoundingClientRect().right <= edge) { boxed = true; break; }
+      p = p.parentElement;
+    }
+    if (!boxed) out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} ${Math.round(r.right - edge)}px`);
+  }
+  return out.slice(0, 8);
+}"""
+
+
+@pytest.mark.parametrize("width", [250, 320])
+def test_every_tab_fits_the_narrow_sidebar(page: Any, lab_server: LabServer, width: int) -> None:
+    """In the sidebar at 250-320 px: every tab button is visible (the bar wraps instead of
+    scrolling away) and no tab's content is cut off at the right."""
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    _panel(page, lab_server, f"narrow-{width}.ipynb", ["import sdpanel.panels\nsdpanel.panels.Panel()"])
+    side = _in_sidebar(page, "models")
+    set_sidebar_width(page, width)
+    bar = side.locator(".sdp-tabs")
+    bar_box = bar.bounding_box()
+    for tab in side.locator(".sdp-tab").all():
+        box = tab.bounding_box()
+        assert box["x"] >= bar_box["x"] - 1 and box["x"] + box["width"] <= bar_box["x"] + bar_box["width"] + 1, \
+            f"tab {tab.inner_text()!r} is outside the tab bar"
+    for tab_id in side.locator(".sdp-tab").evaluate_all("els => els.map(e => e.dataset.tab)"):
+        side.locator(f".sdp-tab[data-tab='{tab_id}']").click()
+        side.locator(".sdp-body > *").first.wait_for()
+        page.wait_for_timeout(300)  # the tab's first paint
+        cut = side.evaluate(OVERFLOW)
+        screenshot(page.locator("#sdpanel-sidebar"), f"newcomer-sidebar-{width}-{tab_id}.png")
+        assert not cut, f"{tab_id} at {width} px: cut off at the right: {cut}"
