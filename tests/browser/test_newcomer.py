@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,3 +321,29 @@ def test_every_tab_fits_the_narrow_sidebar(page: Any, lab_server: LabServer, wid
         cut = side.evaluate(OVERFLOW)
         screenshot(page.locator("#sdpanel-sidebar"), f"newcomer-sidebar-{width}-{tab_id}.png")
         assert not cut, f"{tab_id} at {width} px: cut off at the right: {cut}"
+
+
+def test_storage_tab_on_an_empty_store(page: Any, lab_server: LabServer, tmp_path: Path) -> None:
+    """The disk bar's free part matches "N free of M" (GiB, as the CLI says), no "Kinds"
+    heading without kinds under it, and the empty file table says so."""
+    store = tmp_path / "empty-store"
+    page.set_viewport_size({"width": 1400, "height": 1300})
+    root = _panel(page, lab_server, "storage-empty.ipynb",
+                  [f"import os\nos.environ['SDPANEL_STORAGE'] = {str(store)!r}",
+                   "import sdpanel.panels\np = sdpanel.panels.Panel()\np.active_tab = 'storage'\np"])
+    disk = root.locator("[data-disk^='Store']")
+    disk.wait_for(timeout=60_000)
+    usage = shutil.disk_usage(store)
+    label = disk.locator(".sdp-disk-free").inner_text()
+    assert label.endswith("GiB") and "GB" not in label.replace("GiB", ""), label
+    bar = disk.locator(".sdp-disk-bar").bounding_box()["width"]
+    filled = sum(s.bounding_box()["width"] for s in disk.locator(".sdp-disk-bar > span").all())
+    free_drawn = 1 - filled / bar
+    assert abs(free_drawn - usage.free / usage.total) < 0.02, (free_drawn, usage.free / usage.total)
+    assert root.locator(".sdp-st-row:has(.sdp-st-lbl)").filter(has_text="Kinds").is_hidden()
+    files = root.locator("details:has(> summary:text('Model files'))")
+    assert "No model files yet" in files.locator("tbody tr.sdp-st-empty").inner_text()
+    _light_dark(page, root, "newcomer-storage-empty")
+    side = _in_sidebar(page, "storage")
+    side.locator("[data-disk^='Store']").wait_for()
+    screenshot(page.locator("#sdpanel-sidebar"), "newcomer-storage-sidebar.png")
