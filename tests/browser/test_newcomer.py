@@ -347,3 +347,38 @@ def test_storage_tab_on_an_empty_store(page: Any, lab_server: LabServer, tmp_pat
     side = _in_sidebar(page, "storage")
     side.locator("[data-disk^='Store']").wait_for()
     screenshot(page.locator("#sdpanel-sidebar"), "newcomer-storage-sidebar.png")
+
+
+STYLE = "el => { const s = getComputedStyle(el); return [s.backgroundColor, s.opacity, s.cursor]; }"
+
+
+def test_generate_without_a_webui_says_start_one_first(page: Any, lab_server: LabServer) -> None:
+    """No WebUI: Generate is off with one sentence at the button, not a click answered with
+    field errors; secondary buttons do not look disabled (only disabled ones do)."""
+    page.set_viewport_size({"width": 1400, "height": 1100})
+    root = _panel(page, lab_server, "generate-none.ipynb",
+                  ["import os\nos.environ.pop('SDPANEL_GENERATE_BACKENDS', None)",
+                   "import sdpanel.panels\np = sdpanel.panels.Panel()\np.active_tab = 'generate'\np"])
+    hint = root.locator("[data-hint='no-webui']")
+    hint.wait_for(timeout=60_000)
+    assert hint.inner_text().startswith("Start a WebUI first")
+    go = root.locator("button[data-act='generate']")
+    assert go.is_disabled()
+    go.click(force=True)  # a click anyway: nothing is queued, no field errors appear
+    page.wait_for_timeout(500)
+    assert root.locator(".sdp-gen-status.sdp-gen-bad").count() == 0
+    assert root.locator(".sdp-gen-err:visible, .sdp-field-error:visible").count() == 0
+    for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        set_theme(page, theme)
+        secondary = root.locator(".sdp-gen-h button.sdp-btn:not([disabled])").first
+        enabled, disabled = secondary.evaluate(STYLE), go.evaluate(STYLE)
+        assert enabled[1] == "1" and float(disabled[1]) < 1, (enabled, disabled)
+        assert enabled[0] != disabled[0] and disabled[2] == "not-allowed", (enabled, disabled)
+        grey = root.evaluate("el => { const d = document.createElement('div'); d.style.background = 'var(--jp-layout-color3)';"
+                             " el.append(d); const c = getComputedStyle(d).backgroundColor; d.remove(); return c; }")
+        assert enabled[0] != grey, f"secondary buttons are the disabled-looking grey in {theme}"
+    set_theme(page, "JupyterLab Light")
+    _light_dark(page, root, "newcomer-generate-no-webui")
+    side = _in_sidebar(page, "generate")
+    side.locator("[data-hint='no-webui']").wait_for()
+    screenshot(page.locator("#sdpanel-sidebar"), "newcomer-generate-no-webui-sidebar.png")
