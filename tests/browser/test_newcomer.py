@@ -207,7 +207,11 @@ def sdpanel_lab(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         yield f"{url}?token={token}", checkout, log  # / redirects to the default URL
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def test_sdpanel_lab_opens_a_working_copy_without_news_notice(page: Any, sdpanel_lab: tuple[str, Path, Path]) -> None:
@@ -218,6 +222,11 @@ def test_sdpanel_lab_opens_a_working_copy_without_news_notice(page: Any, sdpanel
     # The working copy is open, not the committed notebook.
     assert page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path") == "SDPanel.ipynb"
     assert (checkout / "workspace" / "SDPanel.ipynb").is_file()
+    # Cell sources are hidden: five titles, not 88 lines of Setup code.
+    page.locator(".jp-NotebookPanel .jp-InputPlaceholder").first.wait_for(timeout=30_000)
+    titles = page.locator(".jp-NotebookPanel .jp-InputPlaceholder").all_inner_texts()
+    assert len(titles) == 5 and titles[0].strip().startswith("#@title 1. Setup"), titles
+    assert page.locator(".jp-NotebookPanel .jp-Cell .cm-editor:visible").count() == 0
     # No "Would you like to receive official Jupyter news?" toast: the plugin is off.
     assert page.evaluate("() => window.jupyterapp.hasPlugin('@jupyterlab/apputils-extension:announcements')") is False
     page.wait_for_timeout(3000)
@@ -382,3 +391,19 @@ def test_generate_without_a_webui_says_start_one_first(page: Any, lab_server: La
     side = _in_sidebar(page, "generate")
     side.locator("[data-hint='no-webui']").wait_for()
     screenshot(page.locator("#sdpanel-sidebar"), "newcomer-generate-no-webui-sidebar.png")
+
+
+def test_later_cells_point_at_the_panel_instead_of_copying_it(page: Any, lab_server: LabServer, tmp_path: Path) -> None:
+    """Cells 4 and 5 after a Panel: one Panel in the notebook, opened on the last cell's tab,
+    and a one-line pointer under each later cell."""
+    setup = f"import os\nos.environ['SDPANEL_WEBUIS_DIR'] = {str(tmp_path / 'webuis')!r}"
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    _panel(page, lab_server, "one-panel.ipynb",
+           [setup, "import sdpanel.cells\nsdpanel.cells.launch()", "sdpanel.cells.storage()"])
+    nb = page.locator(CURRENT_NOTEBOOK)
+    nb.locator(".sdpanel-pointer").first.wait_for(timeout=60_000)
+    assert nb.locator(".sdpanel-root").count() == 1
+    pointer = nb.locator(".sdpanel-pointer").inner_text()
+    assert "See the sdpanel Panel above: its Storage tab is open now." in pointer
+    nb.locator(".sdp-tab.sdp-active[data-tab='storage']").wait_for()
+    screenshot(nb, "newcomer-one-panel.png")
