@@ -1,5 +1,6 @@
 # Two commands from a fresh clone:
-#   make lab    set everything up, then open JupyterLab on the notebook with the SD sidebar
+#   make lab    set everything up, then open JupyterLab on a working copy of the notebook
+#               (workspace/, git-ignored) with the SD sidebar; PORT=8899 picks the port
 #   make test   set everything up, then run every test suite (browser included)
 
 PYTHON ?= python3
@@ -13,8 +14,9 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: lab test setup js notebook lint clean
 
+# make lab PORT=8899: another port (default: Jupyter's, 8888).
 lab: setup
-	$(BIN)/sdpanel lab
+	$(BIN)/sdpanel lab $(if $(PORT),--port $(PORT))
 
 # Two pytest processes: the browser suite drives Playwright's sync API, whose event loop
 # stays marked as running in the main thread for the rest of its session, and every

@@ -141,11 +141,9 @@ async def _queue_in_background(queue: Any, chosen: Selection, settings: Any, roo
 
 
 def _show_panel() -> None:
-    from IPython.display import display
-
     from sdpanel.panels import Panel
 
-    panel = Panel()
+    from ._panel_view import show_panel_tab
+
     # The cell's purpose is this tab; the browser owns the choice from here on.
-    panel.active_tab = "downloads"
-    display(panel)
+    show_panel_tab(Panel(), "downloads", "Downloads started")

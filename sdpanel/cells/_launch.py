@@ -60,8 +60,6 @@ def launch_error_sentence(label: str, exc: BaseException) -> str:
 
 
 def _show_panel(settings: Any, start: bool) -> None:
-    from IPython.display import display
-
     from sdpanel.panels import Panel
     from sdpanel.panels._launch_tab import controller
 
@@ -79,7 +77,9 @@ def _show_panel(settings: Any, start: bool) -> None:
                            "tunnels": tunnels}, install_missing=True)
             except Exception as exc:  # noqa: BLE001 - shown on the tab; the cell still shows the panel
                 panel.toast(str(exc), level="error")
-    display(panel)
+    from ._panel_view import show_panel_tab
+
+    show_panel_tab(panel, "launch", f"{settings.webui}: starting" if start else "")
 
 
 def _gpu_choice(settings: Any) -> int | None:

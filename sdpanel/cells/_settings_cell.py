@@ -129,9 +129,9 @@ def settings(namespace: Mapping[str, Any] | None = None, **params: Any) -> None:
         print(resolved.describe())
         print(f"(the panel cannot be shown: {exc})")
         return
-    from IPython.display import display
+    from ._panel_view import show_panel_tab
 
-    display(Panel())
+    show_panel_tab(Panel(), None)
 
 
 def _report_injected_parameters() -> None:

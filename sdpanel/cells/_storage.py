@@ -42,17 +42,16 @@ def storage(**params: Any) -> str | None:
     settings = current_settings(**params)
     root, work = store_paths(**params)
     if not is_headless():
-        from IPython.display import display
-
         from sdpanel.panels import Panel
 
+        from ._panel_view import show_panel_tab
+
         panel = Panel()
-        # The cell's purpose is this tab; the browser owns the choice from here on.
-        panel.active_tab = "storage"
         tab = getattr(panel, "_sdp_storage", None)
         if tab is not None:  # the shared panel's report dates from its creation: scan again
             tab.refresh()
-        display(panel)
+        # The cell's purpose is this tab; the browser owns the choice from here on.
+        show_panel_tab(panel, "storage", "Storage report refreshed")
         return None
     from sdpanel.runtime import get_runtime
     from sdpanel.settings import redact

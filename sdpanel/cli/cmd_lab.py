@@ -4,7 +4,9 @@ with the sdpanel server extension and sidebar loaded even when not installed as 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,20 +25,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
+WORKSPACE = "workspace"  # in a checkout: the git-ignored folder `sdpanel lab` opens
+ANNOUNCEMENTS = "@jupyterlab/apputils-extension:announcements"  # the "Jupyter news" notice
+
+
 def notebook_dir() -> Path:
-    """The checkout's ``notebook/`` folder; installed from a wheel, a folder in the
-    platform's work dir holding a generated copy (an existing copy is kept: it may carry
-    the user's edits)."""
+    """A folder holding a working copy of the notebook, never the committed one (running
+    cells would save outputs into it and dirty the checkout). From a checkout:
+    ``<checkout>/workspace/`` (git-ignored, and inside the checkout so the Setup cell finds
+    it) with a copy of ``notebook/SDPanel.ipynb``; installed from a wheel: a folder in the
+    platform's work dir holding a generated copy. An existing copy is kept: it may carry
+    the user's edits (delete it to start afresh)."""
     from sdpanel.notebook import NOTEBOOK_NAME, write_notebook
     from sdpanel.platforms import checkout_dir, detect_platform
 
     root = checkout_dir()
-    if root is not None and (root / "notebook" / NOTEBOOK_NAME).is_file():
-        return root / "notebook"
+    committed = root / "notebook" / NOTEBOOK_NAME if root is not None else None
+    if root is not None and committed is not None and committed.is_file():
+        folder = root / WORKSPACE
+        if not (folder / NOTEBOOK_NAME).is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(committed, folder / NOTEBOOK_NAME)
+        return folder
     folder = Path(detect_platform().work_dir) / "sdpanel-notebook"
     if not (folder / NOTEBOOK_NAME).is_file():
         write_notebook(folder / NOTEBOOK_NAME)
     return folder
+
+
+def quiet_lab_config() -> Path:
+    """A Jupyter config folder (first on ``JUPYTER_CONFIG_PATH``) whose page config turns
+    off JupyterLab's "receive Jupyter news?" notice: on a first start it covers the
+    Panel, and the lab we launch is for the notebook. The user's own config is untouched."""
+    from sdpanel.platforms import detect_platform
+    from sdpanel.storage import StorageRoot
+
+    folder = StorageRoot.at(detect_platform().storage_root).state_path("jupyter-config")
+    page = folder / "labconfig" / "page_config.json"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(json.dumps({"disabledExtensions": {ANNOUNCEMENTS: True}}, indent=1) + "\n")
+    return folder
+
 
 
 def _labextension_installed() -> bool:
@@ -96,6 +125,9 @@ def lab_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
     extra = list(args.jupyter_args or [])
     argv += extra[1:] if extra[:1] == ["--"] else extra
     env = dict(os.environ)
+    quiet = str(quiet_lab_config())
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+        [quiet, *[p for p in env.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep) if p and p != quiet]])
     # Kernels and the server import sdpanel from this same place (a bare checkout too).
     source = str(_PACKAGE_DIR.parent)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

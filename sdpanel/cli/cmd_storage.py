@@ -34,7 +34,10 @@ def _add_storage_arg(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("storage", help="report, link, unlink and deduplicate the model store")
-    sub = p.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
+    _add_storage_arg(p)
+    # No action: the report (what a user typing `sdpanel storage` wants to see).
+    p.set_defaults(func=run_report, json=False, work_dir=None, webui=None)
+    sub = p.add_subparsers(dest="storage_command", metavar="ACTION")
 
     r = sub.add_parser("report", help="bytes per kind, model, WebUI, caches and free space")
     _add_storage_arg(r)

@@ -4,7 +4,7 @@
     sdpanel launch comfyui [--tunnel cloudflared ...] [--wait] [--gpu 0] [--port 8188]
     sdpanel update comfyui [--no-extensions]     (fast-forward, local changes kept)
     sdpanel switch comfyui v0.3.64               (a tag, branch or commit)
-    sdpanel stop comfyui
+    sdpanel stop comfyui | aria2
     sdpanel ps [--json]
     sdpanel logs comfyui [-n 100]
 """
@@ -20,6 +20,8 @@ from typing import Any
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent
 
 from ._lazy import choices_from
+
+ARIA2 = "aria2"  # `sdpanel stop aria2`: the download daemon, not a WebUI
 
 
 def _service(args: argparse.Namespace, bus: EventBus | None = None) -> Any:
@@ -74,8 +76,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(p)
     p.set_defaults(func=run_update)
 
-    p = subparsers.add_parser("stop", help="stop a running WebUI (TERM, then KILL)")
-    p.add_argument("webui", choices=names, metavar="WEBUI", help="one of: %(choices)s")
+    p = subparsers.add_parser("stop", help="stop a running WebUI (TERM, then KILL), or aria2: the download daemon")
+    # aria2c runs detached so downloads outlive a kernel; this is how a user stops it.
+    p.add_argument("webui", choices=choices_from("sdpanel.webuis", "webuis", extra=[ARIA2]),
+                   metavar="WEBUI", help="one of: %(choices)s")
     _common(p)
     p.set_defaults(func=run_stop)
 
@@ -136,8 +140,25 @@ def run_launch(args: argparse.Namespace) -> int:
 
 
 def run_stop(args: argparse.Namespace) -> int:
+    if args.webui == ARIA2:
+        return _stop_aria2(args)
     stopped = asyncio.run(_service(args).stop(args.webui))
     print(f"{args.webui}: {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def _stop_aria2(args: argparse.Namespace) -> int:
+    from sdpanel.cli.cmd_storage import resolve_store
+    from sdpanel.downloads import Aria2Daemon
+
+    root, _ = resolve_store(args.storage)
+    daemon = Aria2Daemon(root)
+    running = daemon.running_pid()
+    if running is None:
+        print("aria2: was not running")
+        return 0
+    asyncio.run(daemon.shutdown())
+    print(f"aria2: stopped (pid {running}); unfinished downloads resume when the queue restarts")
     return 0
 
 

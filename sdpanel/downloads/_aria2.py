@@ -391,6 +391,11 @@ class Aria2Daemon:
             f.write("\n".join(lines) + "\n")
         os.chmod(self.conf_path, 0o600)
 
+    def running_pid(self) -> int | None:
+        """The pid of this store's daemon if one is running (from its pid record)."""
+        found = self._read_record()
+        return found[0].pid if found and self._alive(found[0]) else None
+
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop the daemon (tests, ``sdpanel clean``); downloads resume from control files.
         aria2c takes seconds to exit after ``forceShutdown``; after ``grace`` it is killed

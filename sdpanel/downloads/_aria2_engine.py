@@ -20,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from sdpanel._network import no_network
+
 from ._aria2 import Aria2Client, Aria2Daemon, Aria2RpcError, Aria2Unavailable
 from ._aria2_hash import PieceHasher
 from ._engine import ProgressFn, SaveStateFn, Transfer, TransferResult
@@ -56,6 +58,8 @@ def aria2_error(code: str | int, message: str, url: str) -> DownloadError:
     if code == 24:
         return http_error(401, url, None, {}, "url")
     if code in (2, 5, 6, 19):
+        if code == 19:  # aria2: name resolution failed
+            return unreachable_error(url, cause=no_network(host))
         return unreachable_error(url, None) if code != 5 else DownloadError(
             "unreachable", f"{host} sent data too slowly: check the connection; it will be retried.")
     if code == 9:
@@ -75,7 +79,7 @@ def aria2_error(code: str | int, message: str, url: str) -> DownloadError:
     if code == 1 and any(w in low for w in ("establish connection", "connection refused", "timed out",
                                               "network is unreachable", "name resolution",
                                               "connection reset", "eof")):
-        return unreachable_error(url, None)
+        return unreachable_error(url, cause=no_network(host) if "name resolution" in low else None)
     if code == 1 and message and "status" in message.lower():
         m = _STATUS_RE.search(message)
         if m:

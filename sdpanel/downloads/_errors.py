@@ -11,6 +11,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sdpanel._network import network_cause
+
 __all__ = [
     "MASK", "REASONS", "DownloadError", "disk_error", "http_error", "mask_secrets", "redact_text",
     "scheme_refused",
@@ -251,12 +253,14 @@ def http_error(
                retryable=False)
 
 
-def unreachable_error(url: str, exc: BaseException | None = None) -> DownloadError:
-    """A connection-level failure (DNS, refused, reset, timeout) talking to ``url``'s host."""
+def unreachable_error(url: str, exc: BaseException | None = None, *,
+                      cause: str | None = None) -> DownloadError:
+    """A connection-level failure (DNS, refused, reset, timeout) talking to ``url``'s host,
+    in the product's one wording (``sdpanel._network``), never the library's internals."""
     host = urlsplit(url).hostname or url
-    why = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
-    return DownloadError("unreachable", f"Could not reach {host}{why}: check the network "
-                         "connection or the host name; it will be retried.")
+    why = cause or (network_cause(host, exc) if exc is not None else f"cannot connect to {host}")
+    return DownloadError("unreachable", f"Cannot download from {host}: {why}; check the "
+                         "network connection or the host name (it will be retried).")
 
 
 def disk_error(exc: OSError, path: str | object, *, resumable: bool = True) -> DownloadError:

@@ -29,7 +29,10 @@ def code_cell(cell_id: str, source: str, tags: Sequence[str] = ()) -> NotebookNo
     """A code cell with a fixed id and Colab's form view (``#@title`` on line 1)."""
     if not source.startswith("#@title "):
         raise ValueError(f"cell {cell_id!r} must start with '#@title ': notebook cells are forms")
-    metadata: dict[str, object] = {"cellView": "form"}
+    # Colab shows forms (cellView); JupyterLab hides the code and its collapsed-input
+    # placeholder shows the first line, the #@title: the notebook opens on five titles,
+    # not 88 lines of Setup code (a click on the title shows the code).
+    metadata: dict[str, object] = {"cellView": "form", "jupyter": {"source_hidden": True}}
     if tags:
         metadata["tags"] = list(tags)
     cell = new_code_cell(source=source.rstrip("\n"), metadata=metadata)

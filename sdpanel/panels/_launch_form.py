@@ -42,6 +42,9 @@ def parse_form(payload: dict[str, Any]) -> dict[str, Any]:
     return {"webui": webui, "gpu": gpu, "args": args, "tunnels": tools, "source": source}
 
 
+ERROR_LINES = 8  # last output lines shown under an error
+
+
 def _one_line(exc: BaseException) -> str:
     """The first line of an error (crash messages carry the log lines below it; those show
     in the crash box already)."""
@@ -60,7 +63,11 @@ def error_text(busy: str, exc: BaseException) -> str:
         tries = " again and again" if exc.loop else ""
         return (f"{what} failed: it exited with {code}{tries} while starting. Fix the cause shown "
                 f"in its last lines below (arguments, missing packages, GPU), then Retry.")
-    return f"{what} failed: {_one_line(exc)}"
+    # The sentence of cause and fix first; the command's last lines (a StepError carries
+    # them below its first line) follow, so the cause is readable without opening the log.
+    detail = [ln.removeprefix("  | ") for ln in str(exc).splitlines()[1:]
+              if ln.strip() and ln.strip() != "Last output:"]
+    return "\n".join([f"{what} failed: {_one_line(exc)}", *detail[-ERROR_LINES:]])
 
 
 def settings() -> Any:

@@ -102,6 +102,9 @@ class LaunchController(BusController):
         self.subscribe({TOPIC})
         with contextlib.suppress(Exception):
             self.panel.observe(self._on_select, names=["launch_webui"])
+            # The `webui` setting is the one source of truth: a change saved in the
+            # Settings tab (or by this tab's picker) moves the picker in every view.
+            self.panel.observe(self._on_settings, names=["settings"])
             self._observing = True
         self.reload()
 
@@ -109,6 +112,7 @@ class LaunchController(BusController):
         if self._observing:
             with contextlib.suppress(Exception):
                 self.panel.unobserve(self._on_select, names=["launch_webui"])
+                self.panel.unobserve(self._on_settings, names=["settings"])
             self._observing = False
         super().detach()
 
@@ -180,6 +184,12 @@ class LaunchController(BusController):
 
     def _on_select(self, _change: Any) -> None:
         self._push()
+
+    def _on_settings(self, change: Any) -> None:
+        wid = str((change.get("new") or {}).get("webui") or "")
+        listed = {w["id"] for w in (self.panel.launch_webuis or {}).get("webuis", [])}
+        if wid in listed and wid != self.panel.launch_webui:
+            self.panel.launch_webui = wid
 
     # ---- events (publishing thread) -----------------------------------------------------
     def _on_event(self, event: Event) -> None:

@@ -87,6 +87,8 @@ class ModelsController:
         self.enums: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
         self.store = StoreActions(self)
+        self.auto = False
+        self.enums_task: asyncio.Task[None] | None = None
 
     # ---- setup ----------------------------------------------------------------------
     def attach(self) -> None:
@@ -146,6 +148,8 @@ class ModelsController:
             self.seq += 1
             seq = self.seq
             self.cursor, self.pages, self.loading, self.failed = None, [], True, None
+            # The tab's own first search (nobody asked): its failure is a notice, not an alarm.
+            self.auto = bool(payload.get("auto"))
         self._state(status="loading", op="search", sub=filters.get("sub", ""))
         get_runtime().submit(self._search(seq, filters), name="models-search", topic="models")
 
@@ -226,19 +230,26 @@ class ModelsController:
         return {"sub": self.params.get("sub", ""), "count": sum(len(p) for p in self.pages),
                 "more": bool(self.cursor), "note": self.params.get("note", "")}
 
-    async def _ready(self) -> ResolveContext:
+    async def _ready(self, *, wait_enums: bool = True) -> ResolveContext:
+        """The sources context, with CivitAI's base-model list asked for once. Presets and
+        Hugging Face do not wait for it: offline (or with a slow CivitAI) they still show."""
         ctx = self._context()
-        if self.enums is None:
-            try:
-                self.enums = await ctx.civitai().enums()
-                self._publish_meta(base_models=list(self.enums.get("ActiveBaseModel")
-                                                    or self.enums.get("BaseModel") or []))
-            except Exception as exc:  # noqa: BLE001 - filters still work without the list
-                log.info("CivitAI enums unavailable: %s", redact(str(exc)))
+        if self.enums is None and (self.enums_task is None or self.enums_task.done()):
+            self.enums_task = asyncio.ensure_future(self._load_enums(ctx))
+        if wait_enums and self.enums_task is not None:
+            await asyncio.shield(self.enums_task)
         if time.monotonic() - self.index_at > _INDEX_MAX_AGE and (self.index_task is None or self.index_task.done()):
             self.index_at = time.monotonic()
             self.index_task = asyncio.ensure_future(self._scan_index())
         return ctx
+
+    async def _load_enums(self, ctx: ResolveContext) -> None:
+        try:
+            self.enums = await ctx.civitai().enums()
+            self._publish_meta(base_models=list(self.enums.get("ActiveBaseModel")
+                                                or self.enums.get("BaseModel") or []))
+        except Exception as exc:  # noqa: BLE001 - filters still work without the list
+            log.info("CivitAI enums unavailable: %s", redact(str(exc)))
 
     async def _scan_index(self) -> None:
         from sdpanel.sources import LocalIndex
@@ -265,7 +276,8 @@ class ModelsController:
                 return
             self.loading = False
             self.failed = (op, payload)
-        self._state(status="error", op=op, error=redact(message) or type(exc).__name__, **self._summary())
+        self._state(status="error", op=op, error=redact(message) or type(exc).__name__, auto=self.auto,
+                    **self._summary())
 
     def _remember(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -294,7 +306,7 @@ class ModelsController:
         try:
             if sub not in subtab_ids():
                 raise ValueError(f"Unknown models sub-tab {sub!r}")
-            ctx = await self._ready()
+            ctx = await self._ready(wait_enums=sub not in ("presets", "hf"))
             if sub == "presets" and not is_link(query):
                 self._publish_page(seq, self._presets(query, filters), None)
                 return

@@ -139,7 +139,7 @@ def criteria_from(payload: dict[str, Any]) -> dict[str, Any]:
     naming the field and the fix; nothing chosen at all is refused (no empty previews)."""
     from sdpanel.storage import cache_dirs, kind_ids
 
-    names = {"larger_than_mb": "Larger than (MB)", "older_than_days": "Older than (days)"}
+    names = {"larger_than_mb": "Larger than (MiB)", "older_than_days": "Older than (days)"}
 
     def number(key: str) -> float | None:
         raw = payload.get(key)

@@ -9,9 +9,12 @@ import json
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+
+from sdpanel._network import network_cause
 
 from ._errors import ApiUnavailableError, RateLimitedError
 
@@ -81,9 +84,10 @@ class HttpBase:
             return ApiUnavailableError(
                 f"{self.service} did not answer within {self.timeout:.0f}s ({url}). "
                 "It may be overloaded: retry in a minute.")
+        host = urlsplit(url).hostname or url
         return ApiUnavailableError(
-            f"{self.service} is unreachable at {url}: {exc}. Check the network connection "
-            "and the configured base URL, then retry.")
+            f"{self.service} is unreachable: {network_cause(host, exc)}; check the network "
+            "connection (or the configured base URL), then retry.")
 
     async def request(self, method: str, url: str, *, params: Any = None,
                       headers: dict[str, str] | None = None, allow_redirects: bool = True,

@@ -313,6 +313,10 @@ async def _resolve(text: str, ctx: ResolveContext) -> DownloadSpec:
             raise LinkError("hf:// links need a file: hf://OWNER/REPO/PATH/FILE.EXT.")
         return await hf_spec(ctx, m["repo"], m["path"])
     parts = urlsplit(raw)
+    scheme = _bare_host_scheme(raw, ctx) if not parts.scheme else None
+    if scheme:  # "civitai.com/models/123", copied from an address bar without its scheme
+        raw = f"{scheme}://{raw}"
+        parts = urlsplit(raw)
     if parts.scheme in ("http", "https"):
         host = (parts.hostname or "").lower()
         if not host:
@@ -334,6 +338,26 @@ async def _resolve(text: str, ctx: ResolveContext) -> DownloadSpec:
         return await hf_spec(ctx, m["repo"], m["path"])
     raise LinkError(f"Not a link: {raw[:60]!r}. Paste a CivitAI or Hugging Face link, a CivitAI AIR, "
                     "owner/repo/file.safetensors or an http(s) URL.")
+
+
+# Hosts a pasted link may name without "https://".
+_KNOWN_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "huggingface.co",
+                          "www.huggingface.co", "hf.co", "github.com"})
+
+
+def _bare_host_scheme(raw: str, ctx: ResolveContext) -> str | None:
+    """For ``host/path`` naming a site we know (or a configured base URL): the scheme to
+    put in front (https, or the configured base URL's own)."""
+    first = raw.split("/", 1)[0].lower()
+    if "/" not in raw or not first:
+        return None
+    if first in _KNOWN_HOSTS:
+        return "https"
+    for base in (ctx.civitai_base_url, ctx.hf_endpoint):
+        parts = urlsplit(base or "")
+        if parts.netloc.lower() == first:
+            return parts.scheme or "https"
+    return None
 
 
 def resolve_link_sync(text: str, ctx: ResolveContext | None = None, *, kind: str | None = None,

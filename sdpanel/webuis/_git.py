@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdpanel._childenv import child_env
+from sdpanel._network import NETWORK_FIX, cause_from_output
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 
 from ._install import InstallResult, check_target, finish_install, staging_dir
@@ -28,10 +29,20 @@ __all__ = ["ExtensionResult", "StepError", "StepLog", "install_extensions", "ins
 
 
 class StepError(RuntimeError):
+    """A command of an install failed. The first line is one sentence of cause and fix
+    (what panels and the CLI show first); the command's last lines follow it."""
+
     def __init__(self, step: str, code: int, tail: list[str]) -> None:
         self.step, self.code, self.tail = step, code, tail
+        cause = cause_from_output(tail)
+        if cause is None:
+            head = f"{step} failed (exit {code}): the cause is in its last lines below."
+        elif cause.startswith("no network"):
+            head = f"{step} failed (exit {code}): {cause}; {NETWORK_FIX}."
+        else:
+            head = f"{step} failed (exit {code}): {cause}; fix that, then retry."
         lines = "\n".join(f"  | {x}" for x in tail[-12:]) or "  (no output)"
-        super().__init__(f"{step} failed (exit {code}). Last output:\n{lines}")
+        super().__init__(f"{head}\nLast output:\n{lines}")
 
 
 class StepLog:

@@ -19,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from sdpanel._network import NETWORK_FIX, network_cause
 from sdpanel.runtime import EventBus, LogEvent, ProgressEvent, StateEvent
 from sdpanel.storage import ensure_free_space
 
@@ -246,7 +248,9 @@ async def stream_archive(url: str, staging: Path, *, label: str, topic: str,
         if thread is not None:
             await asyncio.to_thread(thread.join, 30)
         if isinstance(exc, aiohttp.ClientError):
-            raise InstallError(f"Download of {label} failed from {shown}: {redact(str(exc))}") from exc
+            host = urlsplit(url).hostname or shown
+            raise InstallError(f"Download of {label} failed from {shown}: {network_cause(host, exc)}; "
+                               f"{NETWORK_FIX}.") from exc
         raise
     finally:
         if own:

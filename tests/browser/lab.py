@@ -299,3 +299,19 @@ def screenshot(page_or_locator: Any, name: str) -> Path:
     path = SCREENSHOTS / name
     page_or_locator.screenshot(path=str(path))
     return path
+
+
+def set_sidebar_width(page: Any, width: int) -> None:
+    """Drag the left sidebar's splitter (as a user does) until the open sidebar is ``width``
+    px wide: JupyterLab's default and narrowest useful size is about 250 px."""
+    side = page.locator("#jp-left-stack")
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    for _ in range(3):
+        box, hb = side.bounding_box(), handle.bounding_box()
+        if not box or not hb or abs(box["width"] - width) <= 2:
+            return
+        x, y = hb["x"] + hb["width"] / 2, hb["y"] + 300
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + (width - box["width"]), y, steps=6)
+        page.mouse.up()

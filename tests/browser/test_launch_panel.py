@@ -111,7 +111,7 @@ def test_launch_panel_install_start_ready_stop(page: Any, lab_server: LabServer,
         # Installing: the badge and a progress bar fed by the streamed download.
         page.wait_for_function(
             "() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .sdp-la-badge').dataset.state === 'installing'")
-        root.locator(".sdp-la-progress-text").filter(has_text="MB").wait_for(timeout=30_000)
+        root.locator(".sdp-la-progress-text").filter(has_text="MiB").wait_for(timeout=30_000)
         screenshot(root, "launch-installing.png")
         page.wait_for_function(
             "() => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .sdp-la-badge').dataset.state === 'installed'",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import psutil
@@ -53,8 +52,10 @@ def test_panel_renders_in_notebook(page: Any, lab_server: LabServer, planted_tok
     tabs = root.locator(".sdp-tab").all_inner_texts()
     assert tabs[-1] == "Settings"
     root.locator(".sdp-tab", has_text="Settings").click()  # features may come first
-    assert root.locator(".sdp-kv th").filter(has_text=re.compile("^webui$")).count() == 1
-    assert root.locator(".sdp-kv").inner_text().count("CIVITAI_TOKEN") == 1
+    # Rows are labelled ("WebUI", "CivitAI token"), never raw keys.
+    assert root.locator(".sdp-kv tr[data-key='webui'] th").inner_text() == "WebUI"
+    assert root.locator(".sdp-kv").inner_text().count("CivitAI token") == 1
+    assert "CIVITAI_TOKEN" not in root.locator(".sdp-kv").inner_text()
     # The kernel has every token set (planted): the page shows where, never the value.
     assert root.locator(".sdp-kv").inner_text().count("set (environment)") == len(planted_tokens)
     html = page.content()
@@ -79,11 +80,11 @@ def test_settings_choice_goes_through_python(page: Any, lab_server: LabServer) -
     select = root.locator("select[data-key='webui']")
     select.select_option("forge")
     # The table is redrawn from the `settings` trait that Python sends back after saving.
-    row = root.locator(".sdp-kv tr", has=page.locator("th").filter(has_text=re.compile("^webui$"))).first
+    row = root.locator(".sdp-kv tr[data-key='webui']")
     page.wait_for_function(
-        """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .sdp-kv tr')]
-             .some(r => r.querySelector('th')?.textContent === 'webui' && r.querySelector('td')?.textContent === 'forge')""")
-    assert row.locator("td").inner_text() == "forge"
+        """() => document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .sdp-kv tr[data-key='webui'] td")
+             ?.textContent === 'Stable Diffusion WebUI Forge'""")
+    assert row.locator("th").inner_text() == "WebUI"
     saved = (lab_server.storage / ".sdpanel" / "settings.json").read_text()
     assert '"webui": "forge"' in saved
 

@@ -129,7 +129,7 @@ def test_storage_tab_treemap_list_and_clean(page: Any, storage_lab: LabServer, s
     labels = root.locator(".sdp-tm-name").all_inner_texts()
     assert "juggernautXL_v9.safetensors" in labels and "sd_xl_base_1.0.safetensors" in labels
     tip = root.locator(".sdp-tm-cell[title^='checkpoints/juggernautXL_v9']").get_attribute("title")
-    assert "6.6 GB" in tip and "SDXL 1.0" in tip
+    assert "6.6 GiB" in tip and "SDXL 1.0" in tip
     # The biggest model gets the biggest cell.
     areas = root.locator(".sdp-tm-cell:not(.sdp-tm-rest)").evaluate_all(
         "els => els.map(e => [e.title.split('\\n')[0], e.offsetWidth * e.offsetHeight])")

@@ -63,7 +63,7 @@ def test_widget_outside_jupyterlab(page: Any) -> None:
     root.wait_for()
     assert root.locator(".sdp-platform").inner_text() == "Google Colab"
     chips = root.locator(".sdp-chips").inner_text()
-    assert "Tesla T4" in chips and "37%" in chips and "75.4 GB free" in chips
+    assert "Tesla T4" in chips and "37%" in chips and "75.4 GiB free" in chips
     # A tab whose front end is not built is not shown; no sidebar button without the extension.
     assert root.locator(".sdp-tab").all_inner_texts() == ["Settings"]
     assert root.locator(".sdp-sidebar-btn").is_hidden()

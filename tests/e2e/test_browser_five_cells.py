@@ -96,11 +96,19 @@ def cell(page: Any, index: int) -> Any:
     return page.locator(f"{CURRENT_NOTEBOOK} .jp-Cell").nth(index)
 
 
-def shoot_output(page: Any, index: int) -> Path:
+def shoot_output(page: Any, index: int, name: str | None = None) -> Path:
     out = cell(page, index).locator(".jp-Cell-outputWrapper")
     out.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
-    return screenshot(out, f"e2e-cell{index + 1}.png")
+    return screenshot(out, name or f"e2e-cell{index + 1}.png")
+
+
+def points_at_panel(page: Any, index: int, tab: str) -> None:
+    """Cells 3-5 open their tab on the Panel cell 2 shows, with a one-line pointer."""
+    pointer = cell(page, index).locator(".sdpanel-pointer")
+    pointer.wait_for(timeout=60_000)
+    assert f"its {tab} tab is open now" in pointer.inner_text()
+    assert cell(page, index).locator(".sdpanel-root").count() == 0
 
 
 def panel_in(page: Any, index: int) -> Any:
@@ -151,44 +159,47 @@ def test_five_cells_in_the_browser(page: Any, lab: LabServer, e2e_servers: Serve
     while time.monotonic() < deadline and not target.is_file():
         time.sleep(0.3)
     assert target.is_file(), list(lab.storage.rglob("*.safetensors"))
-    # The cell shows the Panel on its Downloads tab, with the file picked on the Models tab.
-    dl_root = panel_in(page, 2)
+    # The cell opens the Panel's Downloads tab, with the file picked on the Models tab.
+    points_at_panel(page, 2, "Downloads")
+    dl_root = root
     assert dl_root.locator(".sdp-tab.sdp-active").inner_text() == "Downloads"
     dl_root.locator(".sdp-dl-row", has_text="DreamyRealism").wait_for(timeout=30_000)
     page.wait_for_function(
         """i => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i].node;
                   const s = c.querySelector('.sdp-dl-row .sdp-dl-state');
                   return !!s && /done/i.test(s.textContent || ''); }""",
-        arg=2, timeout=60_000)
-    shoot_output(page, 2)
+        arg=1, timeout=60_000)
+    shoot_output(page, 1, "e2e-cell3.png")
 
     # 4. Launch: install the stub WebUI from the local package, start it, open the link.
     run_cells(page, [3])
-    la = panel_in(page, 3)
+    points_at_panel(page, 3, "Launch")
+    la = root
     la.locator(".sdp-la-badge").wait_for(timeout=60_000)
     la.locator("input[data-field='source']").fill(e2e_servers.package_urls["comfyui"])
     la.locator("input[data-field='extensions']").uncheck()  # ComfyUI-Manager lives on GitHub
     la.locator("button[data-act='install']").click()
-    wait_state(page, 3, ".sdp-la-badge", "state", "installed")
+    wait_state(page, 1, ".sdp-la-badge", "state", "installed")
     la.locator("button[data-act='start']:not([disabled])").wait_for(timeout=30_000)
     la.locator("button[data-act='start']").click()
-    wait_state(page, 3, ".sdp-la-badge", "state", "ready")
+    wait_state(page, 1, ".sdp-la-badge", "state", "ready")
     local = la.locator("[data-link='local'] a").get_attribute("href")
     assert local and local.startswith("http://127.0.0.1:")
     status, body = http_get(local)
     assert status == 200 and b"stub" in body
     seen = json.loads(http_get(local.rstrip("/") + "/models/checkpoints")[1])
     assert "DreamyRealism_v2.safetensors" in seen  # the WebUI sees the store through its links
-    shoot_output(page, 3)
+    shoot_output(page, 1, "e2e-cell4.png")
 
     # 5. Storage: usage of the store, scanned now: the model, seen by ComfyUI.
     page.set_viewport_size({"width": 1280, "height": 1500})  # the whole tab in one picture
     run_cells(page, [4])
-    st = panel_in(page, 4)
+    points_at_panel(page, 4, "Storage")
+    st = root
     assert st.locator(".sdp-tab.sdp-active").inner_text() == "Storage"
     row = st.locator("tr", has_text="DreamyRealism_v2.safetensors").first
     row.wait_for(timeout=30_000)
     assert "ComfyUI" in row.inner_text()
-    shoot_output(page, 4)
+    shoot_output(page, 1, "e2e-cell5.png")
     assert not cell_errors(page), cell_errors(page)
     assert not [m for m in page.sdp_console if m.startswith("error")], page.sdp_console

@@ -217,3 +217,13 @@ async def test_resolved_spec_downloads_through_the_queue_with_sidecar_and_previe
     assert meta is not None and (meta["model_id"], meta["version_id"], meta["base_model"]) == (1005, 3005, "Flux.1 D")
     assert meta["trained_words"] == ["flux", "masterpiece"] and meta["sha256"] == spec.sha256
     assert preview is not None and preview.name == f"{path.stem}.preview.png"
+
+
+async def test_a_link_without_its_scheme_resolves(civ: CivitAIServer, ctx: ResolveContext) -> None:
+    """`sdpanel resolve civitai.com/models/123`: what an address bar copy often lacks."""
+    bare = civ.base_url.split("://", 1)[1]
+    spec = await resolve_link(f"{bare}/models/1001/dreamy-realism", ctx)
+    full = await resolve_link(f"{civ.base_url}/models/1001/dreamy-realism", ctx)
+    assert spec.url == full.url and spec.filename == full.filename
+    with pytest.raises(LinkError, match="Not a link"):
+        await resolve_link("example.invalid/models/1001", ctx)  # an unknown host stays refused

@@ -98,12 +98,60 @@ def test_unwritable_output_is_an_error_not_a_traceback(
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_lab_command_line(storage: Path) -> None:
+@pytest.fixture
+def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A checkout of our own (pyproject + committed notebook): `sdpanel lab` writes its
+    working copy into it, and a test must not write into the real one."""
+    root = tmp_path / "checkout"
+    (root / "notebook").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "sdpanel"\n')
+    (root / "notebook" / "SDPanel.ipynb").write_text(notebook_text())
+    monkeypatch.setattr("sdpanel.platforms.checkout_dir", lambda: root)
+    return root
+
+
+def test_lab_opens_a_working_copy_and_keeps_the_committed_notebook_clean(
+        storage: Path, checkout: Path) -> None:
+    from sdpanel.cli.cmd_lab import notebook_dir
+
+    args = argparse.Namespace(port=None, no_browser=True, jupyter_args=[])
+    argv, env = lab_command(args)
+    work = checkout / "workspace"
+    assert f"--ServerApp.root_dir={work}" in argv
+    copy = work / "SDPanel.ipynb"
+    assert copy.read_text() == notebook_text()
+    copy.write_text(copy.read_text().replace("comfyui", "forge"))  # outputs, edits: the copy's
+    assert notebook_dir() == work and "forge" in copy.read_text()
+    assert (checkout / "notebook" / "SDPanel.ipynb").read_text() == notebook_text()
+    # The lab we launch has no "Jupyter news" notice over the Panel (page config on our path).
+    first = Path(env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[0])
+    page = json.loads((first / "labconfig" / "page_config.json").read_text())
+    assert page["disabledExtensions"]["@jupyterlab/apputils-extension:announcements"] is True
+    assert storage.resolve() in first.resolve().parents
+
+
+def test_what_using_the_product_writes_is_git_ignored(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    made = ["workspace/SDPanel.ipynb", "webuis/comfyui/main.py", "notebook/.ipynb_checkpoints/SDPanel-checkpoint.ipynb"]
+    done = subprocess.run(["git", "-C", str(repo), "check-ignore", *made], capture_output=True, text=True)
+    assert done.stdout.split() == made
+
+
+def test_make_lab_takes_a_port() -> None:
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), "lab", "PORT=8899", "-o", "setup"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "sdpanel lab --port 8899" in done.stdout, done.stdout + done.stderr
+
+
+def test_lab_command_line(storage: Path, checkout: Path) -> None:
     args = argparse.Namespace(port=8899, no_browser=True,
                               jupyter_args=["--", "--IdentityProvider.token=abc"])
     argv, env = lab_command(args)
     assert argv[1:3] == ["-m", "jupyterlab"]
-    assert f"--ServerApp.root_dir={ROOT / 'notebook'}" in argv
+    assert f"--ServerApp.root_dir={checkout / 'workspace'}" in argv  # a working copy, not notebook/
     assert "--LabApp.default_url=/lab/tree/SDPanel.ipynb" in argv
     assert "--ServerApp.jpserver_extensions=sdpanel.server=True" in argv
     assert "--ServerApp.port=8899" in argv and "--ServerApp.open_browser=False" in argv

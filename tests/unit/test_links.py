@@ -71,3 +71,12 @@ async def test_plain_link_without_probe_keeps_url_and_name(offline: ResolveConte
     assert (spec.url, spec.filename, spec.kind, spec.source) == (
         "https://example.com/files/My%20Model.safetensors?x=1", "My Model.safetensors", "loras", "url")
     assert spec.headers == {}, "tokens go only to their own API host"
+
+
+@pytest.mark.parametrize(("text", "scheme"), [("civitai.com/models/123", "https"), ("huggingface.co/a/b", "https"),
+                                              ("127.0.0.1:9/models/1", "http"), ("example.com/x.bin", None),
+                                              ("civitai.com", None)])
+def test_a_known_host_without_scheme_gets_one(text: str, scheme: str | None, offline: ResolveContext) -> None:
+    from sdpanel.sources._links import _bare_host_scheme
+
+    assert _bare_host_scheme(text, offline) == scheme

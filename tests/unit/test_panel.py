@@ -129,9 +129,14 @@ def test_settings_tab_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         blob = json.dumps(p.get_state())
         assert PLANTED not in blob
         assert p.settings["CIVITAI_TOKEN"].startswith("set")
-        assert {f["key"] for f in p.settings_fields} == {"webui", "tunnel", "download_engine"}
+        editable = {f["key"] for f in p.settings_fields if f["editable"]}
+        assert editable == {"webui", "tunnel", "storage", "download_engine", "max_concurrent_downloads",
+                            "connections_per_file", "nsfw", "audio_muted", "CIVITAI_TOKEN", "HF_TOKEN",
+                            "NGROK_TOKEN", "ZROK_TOKEN"}
         webui = next(f for f in p.settings_fields if f["key"] == "webui")
         assert webui["kind"] == "choice" and "forge" in webui["choices"]
+        assert webui["labels"]["forge"] == "Stable Diffusion WebUI Forge"
+        assert all("_" not in f["label"] for f in p.settings_fields)
     finally:
         p.close()
 

@@ -110,7 +110,7 @@ def test_criteria_from_the_form() -> None:
         criteria_from({"kinds": [], "larger_than_mb": "", "leftovers": False})
     with pytest.raises(ValueError, match="unknown kind.*known: checkpoints"):
         criteria_from({"kinds": ["lora"]})
-    with pytest.raises(ValueError, match=r"Larger than \(MB\): 'ten' is not a number"):
+    with pytest.raises(ValueError, match=r"Larger than \(MiB\): 'ten' is not a number"):
         criteria_from({"larger_than_mb": "ten"})
     with pytest.raises(ValueError, match=r"Older than \(days\) must be 0 or more"):
         criteria_from({"older_than_days": -1})

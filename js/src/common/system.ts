@@ -93,7 +93,8 @@ export function normalizeSystem(raw: unknown): SystemView {
 
 export function humanBytes(n: number | null): string {
   if (n == null) return "–";
-  const units = ["B", "KB", "MB", "GB", "TB", "PB"];
+  // Binary units, named as such (the CLI and the cells say GiB too).
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
   let i = 0;
   let v = n;
   while (v >= 1024 && i < units.length - 1) {

@@ -69,6 +69,10 @@ function render({ model, el, act }: TabContext): () => void {
 
   const submitBtn = h("button", { class: "sdp-btn sdp-gen-go", type: "button", "data-act": "generate" }, "Generate");
   const status = h("div", { class: "sdp-gen-status", role: "status" });
+  // No WebUI to generate with: say so at the button instead of answering a click with
+  // field errors (the job could not run anyway).
+  const goHint = h("div", { class: "sdp-gen-status sdp-gen-hint", hidden: true, "data-hint": "no-webui" },
+    "Start a WebUI first: the Launch tab (or `sdpanel launch <webui>`), then Refresh.");
   const notice = h("div", { class: "sdp-gen-notice" });
 
   const actions = {
@@ -85,7 +89,7 @@ function render({ model, el, act }: TabContext): () => void {
 
   el.append(h("div", { class: "sdp-gen-cq" }, h("div", { class: "sdp-gen" },
     h("div", { class: "sdp-gen-left" }, modeBar, notice, form.el,
-      h("div", { class: "sdp-gen-footer" }, submitBtn, status)),
+      h("div", { class: "sdp-gen-footer" }, submitBtn, goHint, status)),
     h("div", { class: "sdp-gen-right" },
       h("div", { class: "sdp-gen-group" }, h("div", { class: "sdp-gen-h" }, h("h3", {}, "Queue")), queueEmpty, queue.el),
       h("div", { class: "sdp-gen-group" }, h("div", { class: "sdp-gen-h" }, h("h3", {}, "Gallery"), clearBtn), galleryEmpty, gallery.el)))));
@@ -135,7 +139,18 @@ function render({ model, el, act }: TabContext): () => void {
   removeBtn.addEventListener("click", () => setInput(null));
 
   // ---- submit -------------------------------------------------------------------------
+  const noWebUI = () => {
+    const o = options();
+    return Boolean(o.samplers) && !o.error && !(o.backends ?? []).length;
+  };
+  const drawGo = () => {
+    const none = noWebUI();
+    submitBtn.disabled = Boolean(state().pending) || none;
+    submitBtn.title = none ? "Start a WebUI first (Launch tab)" : "Generate (Ctrl+Enter)";
+    goHint.hidden = !none;
+  };
   const submit = () => {
+    if (noWebUI()) return drawGo();
     const payload: Record<string, unknown> = { ...form.values() };
     if (mode !== "txt2img" && painter.input) payload.init_image = painter.input.dataUrl;
     if (mode === "inpaint" && painter.input && painter.hasMask()) payload.mask = painter.toDataURL();
@@ -190,6 +205,7 @@ function render({ model, el, act }: TabContext): () => void {
     }
     notice.replaceChildren(...notes);
     notice.hidden = !notes.length;
+    drawGo();
   };
 
   const draw = () => {
@@ -208,7 +224,7 @@ function render({ model, el, act }: TabContext): () => void {
     clearBtn.disabled = !jobs.some((j) => j.state !== "queued" && j.state !== "running");
     const last = jobs.find((j) => j.state === "succeeded");
     form.lastSeed = last ? last.images[0]?.seed ?? last.seed : null;
-    submitBtn.disabled = Boolean(s.pending);
+    drawGo();
     // Progress redraws come 10×/s: touch the errors and the status only when they change.
     const sig = JSON.stringify([s.errors, s.message, s.accepted, s.pending]);
     if (s.pending || sig === errSig) return;

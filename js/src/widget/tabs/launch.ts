@@ -127,6 +127,8 @@ function render({ model, el, act }: TabContext): () => void {
   webuiSel.addEventListener("change", () => {
     model.set("launch_webui", webuiSel.value);
     model.save_changes();
+    // The choice is the `webui` setting (one source of truth): saved, and shown in Settings.
+    act("settings.set", { key: "webui", value: webuiSel.value });
     draw();
   });
   const field = (label: string, input: HTMLElement, help?: string) =>
@@ -291,7 +293,10 @@ function render({ model, el, act }: TabContext): () => void {
       retry?.addEventListener("click", () => act(s.retry, payload()));
       const dismiss = h("button", { class: "sdp-btn", type: "button", "data-act": "dismiss" }, "Dismiss");
       dismiss.addEventListener("click", () => act("launch.dismiss", { webui: current() }));
-      errorBox.replaceChildren(...[h("span", {}, s.error), retry, dismiss].filter((x): x is HTMLElement => x !== null));
+      // First line: what failed, why and what to do; then the command's last lines.
+      const [head, ...lines] = s.error.split("\n");
+      const last = lines.length ? h("pre", { class: "sdp-mono sdp-la-error-lines" }, lines.join("\n")) : null;
+      errorBox.replaceChildren(...[h("span", {}, head), retry, dismiss, last].filter((x): x is HTMLElement => x !== null));
     }
     crashBox.hidden = state !== "crashed";
     if (state === "crashed" && s) {

@@ -29,11 +29,21 @@ function render({ model, el, act }: TabContext): () => void {
     const cur = selection();
     setSelection(cur.some((s) => s.k === entry.k) ? cur.filter((s) => s.k !== entry.k) : [...cur, entry]);
   };
-  const search = (change: Partial<Filters> = {}) => {
+  // `auto`: the search the tab starts by itself on first open. If it fails (offline) the
+  // user did nothing wrong: a calm notice with Retry and the offline presets, not an alarm.
+  const search = (change: Partial<Filters> = {}, auto = false) => {
     const f = { ...filters(), ...change };
     model.set("models_filters", f);
     model.save_changes();
-    act("models.search", { filters: f });
+    act("models.search", { filters: f, auto });
+  };
+  // CivitAI kinds share a query; Presets filter by name; Hugging Face takes a repo id. A
+  // query typed for one family means nothing to another, so it stays behind on a switch.
+  const family = (sub: string) => (sub === "presets" || sub === "hf" ? sub : "civitai");
+  const PLACEHOLDER: Record<string, string> = {
+    civitai: "Search models, #tag, @creator, or paste a link",
+    presets: "Filter presets by name",
+    hf: "Hugging Face repo id (owner/name) or a file link",
   };
 
   // ---- layout ------------------------------------------------------------------------
@@ -60,7 +70,8 @@ function render({ model, el, act }: TabContext): () => void {
       baseBox, sort, period,
       h("label", { class: "sdp-md-toggle", title: "Show NSFW models (their thumbnails stay blurred)" }, nsfw, "NSFW"),
       updates),
-    status, h("div", { class: "sdp-md-stage" }, results, details), flash, selBar);
+    // The Download bar sits above the cards: in view however far the grid scrolls.
+    status, flash, selBar, h("div", { class: "sdp-md-stage" }, results, details));
   el.append(root);
 
   go.addEventListener("click", () => search({ query: input.value.trim() }));
@@ -85,9 +96,12 @@ function render({ model, el, act }: TabContext): () => void {
     subtabs.replaceChildren(...(m.subtabs ?? []).map((t) => h("button", {
       class: `sdp-md-subtab${t.id === f.sub ? " sdp-md-on" : ""}${t.id === "presets" ? " sdp-md-gap" : ""}`,
       type: "button", role: "tab", "data-sub": t.id, "aria-selected": t.id === f.sub ? "true" : "false",
-      onclick: () => t.id !== filters().sub && search({ sub: t.id }),
+      onclick: () => t.id !== filters().sub
+        && search({ sub: t.id, ...(family(t.id) !== family(filters().sub) ? { query: "" } : {}) }),
     }, t.label, counts.get(t.id) ? h("span", { class: "sdp-md-count" }, String(counts.get(t.id))) : null)));
     if (document.activeElement !== input) input.value = f.query;
+    input.placeholder = PLACEHOLDER[family(f.sub)];
+    input.setAttribute("aria-label", PLACEHOLDER[family(f.sub)]);
     const fill = (sel: HTMLSelectElement, values: string[], cur: string) => {
       sel.replaceChildren(...values.map((v) => h("option", { value: v }, v)));
       sel.value = cur;
@@ -212,9 +226,11 @@ function render({ model, el, act }: TabContext): () => void {
     sentinel.className = `sdp-md-sentinel${s.status === "loading" && s.op === "more" ? " sdp-md-spin" : ""}`;
     sentinel.textContent = s.status === "loading" && s.op === "more" ? "Loading more…" : s.more ? "" : store.pages.length > 1 ? "End of results" : "";
     if (s.status === "error") {
-      status.replaceChildren(h("div", { class: "sdp-md-error", role: "alert" },
+      const offlineStart = s.auto && f.sub !== "presets";
+      status.replaceChildren(h("div", offlineStart ? { class: "sdp-md-notice" } : { class: "sdp-md-error", role: "alert" },
         h("span", {}, s.error ?? "Something went wrong."),
-        h("button", { class: "sdp-btn sdp-md-retry", type: "button", onclick: () => act("models.retry") }, "Retry")));
+        h("button", { class: "sdp-btn sdp-md-retry", type: "button", onclick: () => act("models.retry") }, "Retry"),
+        offlineStart ? h("button", { class: "sdp-btn", type: "button", "data-act": "presets", onclick: () => search({ sub: "presets", query: "" }) }, "Show presets (offline)") : null));
       return;
     }
     if (s.status === "loading" && s.op === "search") {
@@ -312,7 +328,7 @@ function render({ model, el, act }: TabContext): () => void {
   // First view of this panel: start with the default search. A later view (or a saved
   // notebook without a kernel) shows the page in the trait and asks for any earlier ones.
   const s = state();
-  if (!s.status || s.status === "idle") search();
+  if (!s.status || s.status === "idle") search({}, true);
   else if (store.seq !== s.seq) onPage();
   else drawResults();
   drawStatus();

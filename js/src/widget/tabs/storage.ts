@@ -139,7 +139,11 @@ function drawTreemap(host: HTMLElement, usage: Usage, models: Model[]): void {
 function diskBar(label: string, d: Disk, mine: number | null): HTMLElement {
   const total = d.total || 1;
   const pct = (n: number) => `${Math.max(0, Math.min(100, (100 * n) / total))}%`;
-  const other = mine == null ? d.used : Math.max(0, d.used - mine);
+  // What is not free, from total and free (what the label says): `used` leaves out the
+  // blocks reserved for root and, on overlay/quota file systems, other tenants' files, so a
+  // bar drawn from it showed 86 % free on a disk with 66 of 252 GiB free.
+  const taken = Math.max(0, d.total - d.free);
+  const other = mine == null ? taken : Math.max(0, taken - mine);
   const bar = h("div", { class: "sdp-disk-bar" });
   if (mine != null) {
     const seg = h("span", { class: "sdp-disk-mine", title: `sdpanel store: ${humanBytes(mine)}` });
@@ -210,7 +214,7 @@ function render({ model, el, act }: TabContext): () => void {
 
   // ---- cleaner form (values live here until Preview) ----
   const kindBox = h("div", { class: "sdp-st-kinds" });
-  const larger = h("input", { class: "sdp-input", type: "number", min: "0", step: "any", placeholder: "MB", "data-field": "larger_than_mb" });
+  const larger = h("input", { class: "sdp-input", type: "number", min: "0", step: "any", placeholder: "MiB", "data-field": "larger_than_mb" });
   const older = h("input", { class: "sdp-input", type: "number", min: "0", step: "any", placeholder: "days", "data-field": "older_than_days" });
   const check = (field: string, label: string, tip: string) => {
     const cb = h("input", { type: "checkbox", class: "sdp-check", "data-field": field });
@@ -222,10 +226,11 @@ function render({ model, el, act }: TabContext): () => void {
   const [hf, hfL] = check("cache-huggingface", "HF cache", "");
   const selNote = h("span", { class: "sdp-muted sdp-st-selnote" });
   const preview = h("button", { class: "sdp-btn sdp-primary", type: "button", "data-act": "preview" }, "Preview");
+  const kindRow = h("div", { class: "sdp-st-row", hidden: true }, h("span", { class: "sdp-st-lbl" }, "Kinds"), kindBox);
   form.append(
-    h("div", { class: "sdp-st-row" }, h("span", { class: "sdp-st-lbl" }, "Kinds"), kindBox),
+    kindRow, // shown once the store has models of some kind: a heading with nothing under it confused
     h("div", { class: "sdp-st-row" },
-      h("label", { class: "sdp-st-num" }, "Larger than", larger, "MB"),
+      h("label", { class: "sdp-st-num" }, "Larger than", larger, "MiB"),
       h("label", { class: "sdp-st-num" }, "Older than", older, "days"),
       unusedL, leftoversL, pipL, hfL),
     h("div", { class: "sdp-st-row" }, preview, selNote),
@@ -286,6 +291,7 @@ function render({ model, el, act }: TabContext): () => void {
       sw.style.background = colorOf(k.id);
       return h("label", { class: "sdp-st-opt", "data-kind": k.id }, cb, sw, k.label);
     }));
+    kindRow.hidden = !kindBox.childElementCount;
     drawList();
   };
 
@@ -311,7 +317,9 @@ function render({ model, el, act }: TabContext): () => void {
         });
         return th;
       }));
-    table.replaceChildren(h("thead", {}, head), h("tbody", {}, ...rows.map((m) => {
+    const empty = rows.length ? [] : [h("tr", { class: "sdp-st-empty" }, h("td", { colspan: String(COLUMNS.length + 1) },
+      models().length ? "No model file matches the filter." : "No model files yet: download some in the Models tab."))];
+    table.replaceChildren(h("thead", {}, head), h("tbody", {}, ...empty, ...rows.map((m) => {
       const cb = h("input", { type: "checkbox", class: "sdp-check" });
       cb.checked = selected.has(m.p);
       cb.addEventListener("change", () => {

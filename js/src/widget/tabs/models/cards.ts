@@ -11,9 +11,11 @@ export interface CardHooks {
   meta(): Meta;
 }
 
-const KIND_ICON: Record<string, string> = {
-  checkpoints: "CK", loras: "LO", vae: "VAE", embeddings: "EM", controlnet: "CN", upscalers: "UP",
-  adetailer: "AD", sam: "SAM", text_encoders: "TE", other: "•",
+// Cards without a preview image (presets, links) name their kind in words: two-letter
+// tiles ("CK", "CN") told a newcomer nothing.
+const KIND_LABEL: Record<string, string> = {
+  checkpoints: "Checkpoint", loras: "LoRA", vae: "VAE", embeddings: "Embedding", controlnet: "ControlNet",
+  upscalers: "Upscaler", adetailer: "ADetailer", sam: "Segment Anything", text_encoders: "Text encoder", other: "Model",
 };
 
 /** Cards whose NSFW preview the user chose to see unblurred (this page's lifetime only:
@@ -55,7 +57,7 @@ export function renderCard(card: Card, hooks: CardHooks): HTMLElement {
     img.addEventListener("error", () => img.remove(), { once: true });
     thumb.append(img);
   }
-  thumb.append(h("span", { class: "sdp-md-ph" }, KIND_ICON[card.kind] ?? "•"));
+  thumb.append(h("span", { class: "sdp-md-ph" }, KIND_LABEL[card.kind] ?? "Model"));
   const check = h("input", { type: "checkbox", class: "sdp-md-check", title: "Select for download", "aria-label": `Select ${card.n}` });
   check.checked = selected;
   check.addEventListener("click", (ev) => {
@@ -69,7 +71,7 @@ export function renderCard(card: Card, hooks: CardHooks): HTMLElement {
     class: `sdp-md-card${selected ? " sdp-md-sel" : ""}${card.x ? " sdp-md-nsfw" : ""}${card.x && revealed.has(card.k) ? " sdp-md-revealed" : ""}`,
     "data-key": card.k,
     tabindex: "0",
-    title: card.src === "civitai" ? "Open details" : "Select",
+    title: card.src === "civitai" ? `${card.n}: open details` : `${card.n}${card.vn ? ` (${card.vn})` : ""}: click to select for download`,
   },
   thumb,
   check,
@@ -80,7 +82,7 @@ export function renderCard(card: Card, hooks: CardHooks): HTMLElement {
     h("div", { class: "sdp-md-by" }, card.c ? (card.src === "civitai" ? `@${card.c}` : card.c) : "", card.vn ? h("span", { class: "sdp-md-ver" }, card.vn) : null),
     h("div", { class: "sdp-md-meta" },
       card.b ? h("span", { class: "sdp-md-base" }, card.b) : h("span", { class: "sdp-md-base sdp-md-dim" }, card.t || card.kind),
-      h("span", { class: "sdp-md-size" }, card.s ? humanBytes(card.s) : "size ?")),
+      h("span", { class: "sdp-md-size", title: card.s ? "" : "The source does not publish the size: it shows once the download starts" }, card.s ? humanBytes(card.s) : "size unknown")),
     stats.length ? h("div", { class: "sdp-md-stats" }, stats.join("  ")) : null));
   const activate = () => (card.src === "civitai" ? hooks.open(card) : hooks.toggle(card));
   el.addEventListener("click", activate);

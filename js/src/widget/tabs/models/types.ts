@@ -33,6 +33,7 @@ export interface Meta {
 export interface State {
   status?: "idle" | "loading" | "ready" | "error";
   op?: string; error?: string; seq?: number; sub?: string; count?: number; more?: boolean; note?: string;
+  auto?: boolean; // the search the tab started by itself on first open
 }
 
 export interface Page { seq: number; index: number; cards: Card[] }
