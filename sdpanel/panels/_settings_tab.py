@@ -31,7 +31,8 @@ LABELS = {
     "webui_package_url": "WebUI package URL", "webui_port": "WebUI port", "launch": "Launch cell starts the WebUI",
     "keep_alive": "Keep the Launch cell running", "audio_muted": "Mute sound cues", "nsfw": "Show NSFW models",
     "clean_leftovers": "Storage cell cleans leftovers", "clean_caches": "Storage cell empties caches",
-    "verify_hashes": "Verify SHA-256", "civitai_base_url": "CivitAI URL", "hf_base_url": "Hugging Face URL",
+    "verify_hashes": "Verify SHA-256", "civitai_base_url": "CivitAI URL",
+    "civitai_full_catalogue_url": "CivitAI full catalogue URL", "hf_base_url": "Hugging Face URL",
     "CIVITAI_TOKEN": "CivitAI token", "HF_TOKEN": "Hugging Face token", "NGROK_TOKEN": "ngrok token",
     "ZROK_TOKEN": "zrok token",
 }
