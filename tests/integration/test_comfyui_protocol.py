@@ -8,7 +8,12 @@ import asyncio
 from sdpanel.generate._comfyui import ComfyUIBackend
 from sdpanel.generate._graph import build_graph
 from sdpanel.generate._jobs import Job, JobRequest
-from tests.fixtures.comfy_protocol import load_recorded, message_order, record_prompt, terminal_order
+from tests.fixtures.comfy_protocol import (
+    load_recorded,
+    message_order,
+    record_prompt,
+    terminal_order,
+)
 from tests.fixtures.stub_comfyui import StubComfyUI
 
 
