@@ -10,6 +10,7 @@ fails the session and names the test. Tests needing "no token" monkeypatch them 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def _plant() -> dict[str, str]:
 
 
 PLANTED: dict[str, str] = _plant()
+# Stub WebUIs (tests/fixtures/stub_webui.py) run on the test interpreter, named the way a
+# user names an existing Python; the real-WebUI tier (tests/realwebui) sets its own.
+os.environ.setdefault("SDPANEL_WEBUI_PYTHON", sys.executable)
 _offenders: list[str] = []
 _offending_ids: set[str] = set()
 

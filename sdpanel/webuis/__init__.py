@@ -40,7 +40,9 @@ from ._process import (
 from ._proxy import AuthProxy
 from ._registry import (
     Extension,
+    NoWebUIPython,
     WebUIInfo,
+    configured_python,
     launch_spec,
     tunnel_table,
     webui_info,
@@ -96,5 +98,7 @@ __all__ = [
     "tunnel_table",
     "webui_info",
     "webui_python",
+    "NoWebUIPython",
+    "configured_python",
     "webuis",
 ]

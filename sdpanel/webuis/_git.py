@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 
-from ._install import InstallResult, check_target, finish_install, staging_dir
+from ._install import InstallResult, Prepare, check_target, finish_install, staging_dir
 from ._registry import Extension
 
 __all__ = ["ExtensionResult", "StepError", "StepLog", "install_extensions", "install_git",
@@ -100,8 +100,10 @@ async def install_git(repository: str, target: str | os.PathLike[str], *, webui:
                       ref: str | None = None, commit: str | None = None, bus: EventBus | None = None,
                       log_path: Path | None = None, venv: bool = True, with_pip: bool = True,
                       requirements: Sequence[str] = ("requirements.txt",),
-                      pip_args: Sequence[str] = (), replace: bool = False) -> InstallResult:
-    """Shallow clone at the pinned commit, a venv, its requirements (uv when present)."""
+                      pip_args: Sequence[str] = (), replace: bool = False,
+                      prepare: Prepare | None = None) -> InstallResult:
+    """Shallow clone at the pinned commit, a venv, its requirements (uv when present).
+    With ``prepare`` (the service's venv step) pass ``venv=False``: it makes the venv."""
     target = Path(target).expanduser().resolve()
     check_target(target, replace)
     staging = staging_dir(target)
@@ -125,9 +127,12 @@ async def install_git(repository: str, target: str | os.PathLike[str], *, webui:
             python = str(staging / "venv" / "bin" / "python")
         await _requirements(log, python, [staging / r for r in requirements], pip_args)
         result = InstallResult(webui=webui, path=str(target), method="git", source=repository,
-                               version=head, seconds=round(time.monotonic() - started, 3))
+                               version=head, commit=head)
+        if prepare is not None:
+            result.notes += await prepare(staging)
+        result.seconds = round(time.monotonic() - started, 3)
         finish_install(staging, target, result, replace=replace, bus=bus)
-        log.write(f"installed {webui} at {target} (commit {head[:12]})")
+        log.write(f"installed {webui} {result.version} at {target} (commit {head[:12]})")
         if bus:
             bus.publish(StateEvent(topic=topic, key=webui, state="installed", data={"path": str(target)}))
         return result

@@ -19,8 +19,8 @@ from sdpanel.runtime import EventBus, LogEvent, get_runtime
 from sdpanel.storage import StorageRoot
 
 from ._extract import ArchiveError, detect_format
-from ._git import ExtensionResult, install_extensions, install_git
-from ._install import InstallError, InstallResult, install_package, installed_info
+from ._git import ExtensionResult, StepLog, install_extensions, install_git
+from ._install import InstallError, InstallResult, Prepare, install_package, installed_info
 from ._process import ProcessManager, WebUIProcess, read_records
 from ._registry import launch_spec, webui_info, webui_python
 from ._tunnels import (
@@ -31,6 +31,7 @@ from ._tunnels import (
     recorded_tunnels,
     stop_recorded_tunnels,
 )
+from ._venv import prepare_environment
 
 __all__ = ["LaunchResult", "WebUIService", "default_webuis_dir", "keep_alive", "launch_from_settings",
            "webui_service"]
@@ -123,10 +124,12 @@ class WebUIService:
         source = source or _configured_package_url(self.storage)
         packages = [source] if source and _is_package(source) else ([] if source else info.packages)
         result: InstallResult | None = None
+        prepare = self._environment_step(webui, pip_args)
         for url in packages:
             try:
-                result = await install_package(url, target, webui=info.id, version=info.commit or info.ref or "",
-                                               bus=self.bus, replace=replace)
+                # No version: the marker records what the package really holds.
+                result = await install_package(url, target, webui=info.id, bus=self.bus,
+                                               replace=replace, prepare=prepare)
                 break
             except (InstallError, ArchiveError, OSError) as exc:
                 if source:
@@ -138,13 +141,27 @@ class WebUIService:
                 repo, _, frag = source.partition("#")
                 ref, commit = frag or None, None
             result = await install_git(repo, target, webui=info.id, ref=ref, commit=commit,
-                                       bus=self.bus, log_path=self.install_log(webui), with_pip=with_pip,
-                                       requirements=info.requirements, pip_args=pip_args, replace=replace)
+                                       bus=self.bus, log_path=self.install_log(webui), venv=False,
+                                       requirements=(), replace=replace, prepare=prepare)
         if extensions and info.extensions:
             res = await self.install_extensions(webui, pip_args=pip_args)
             result.notes += [f"extension {r.name}: {'ok' if r.ok else r.error}" for r in res]
         self.link(webui)
         return result
+
+    def _environment_step(self, webui: str, pip_args: Sequence[str]) -> Prepare:
+        """The venv + start-check step both install paths run before the marker."""
+        info = webui_info(webui)
+        settings = _settings(self.storage)
+        log = StepLog(self.install_log(webui), self.bus, f"webui:{info.id}")
+
+        async def prepare(staging: Path) -> list[str]:
+            return await prepare_environment(
+                staging, label=info.label, log=log, requirements=info.requirements,
+                extra=info.extra_requirements, torch_spec=getattr(settings, "webui_torch", "") or info.torch,
+                smoke=info.smoke_test, python=getattr(settings, "webui_python", ""), pip_args=pip_args)
+
+        return prepare
 
     async def install_extensions(self, webui: str, names: Sequence[str] | None = None,
                                  pip_args: Sequence[str] = ()) -> list[ExtensionResult]:
@@ -152,7 +169,8 @@ class WebUIService:
         exts = [e for e in info.extensions if names is None or e.name in names]
         wd = self.webui_dir(webui)
         return await install_extensions(wd, exts, extensions_dir=info.extensions_dir,
-                                        python=webui_python(wd), bus=self.bus, webui=info.id,
+                                        python=webui_python(wd, getattr(_settings(self.storage), "webui_python", "")),
+                                        bus=self.bus, webui=info.id,
                                         log_path=self.install_log(webui), pip_args=pip_args)
 
     def link(self, webui: str) -> Any:
@@ -187,7 +205,8 @@ class WebUIService:
             self.link(webui)  # models added since the install appear
             spec = launch_spec(info.id, wd, port=port, gpu=gpu, args=list(args) if not isinstance(args, str) else args,
                                cpu=not _has_gpu() if cpu is None else cpu, env=env,
-                               ready_timeout=ready_timeout)
+                               ready_timeout=ready_timeout, outputs=self.storage.outputs_dir,
+                               python=getattr(_settings(self.storage), "webui_python", ""))
             proc = await self.manager.start(spec, wait=wait)
         else:
             proc = existing
@@ -255,15 +274,21 @@ class WebUIService:
             return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
 
 
-def _configured_package_url(storage: StorageRoot) -> str | None:
-    """The ``webui_package_url`` setting (``SDPANEL_WEBUI_PACKAGE_URL``: a mirror or a local
-    server), used when an install names no source."""
+def _settings(storage: StorageRoot) -> Any:
+    """The store's settings, None when they do not load (a bad setting elsewhere is
+    reported where it is used, not here)."""
     from sdpanel.settings import load_settings
 
     try:
-        return load_settings(storage.path).webui_package_url or None
-    except ValueError:  # a bad setting elsewhere is reported where it is used, not here
+        return load_settings(storage.path)
+    except ValueError:
         return None
+
+
+def _configured_package_url(storage: StorageRoot) -> str | None:
+    """The ``webui_package_url`` setting (``SDPANEL_WEBUI_PACKAGE_URL``: a mirror or a local
+    server), used when an install names no source."""
+    return getattr(_settings(storage), "webui_package_url", "") or None
 
 
 def _is_package(source: str) -> bool:

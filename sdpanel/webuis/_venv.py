@@ -30,7 +30,7 @@ from pathlib import Path
 from ._git import StepError, StepLog
 
 __all__ = ["TORCH_FAMILY", "VenvError", "VenvReport", "build_venv", "filter_requirements",
-           "host_torch", "pip_install", "smoke_test", "torch_versions"]
+           "host_torch", "pip_install", "prepare_environment", "smoke_test", "torch_versions"]
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -182,3 +182,37 @@ async def smoke_test(log: StepLog, argv: Sequence[str], cwd: Path, what: str) ->
             "read the lines below, fix the environment and install again"
         raise VenvError(f"{what} cannot start after the install (exit {exc.code}): {cause}. "
                         f"Last log lines:\n{lines}") from exc
+
+
+async def prepare_environment(staging: Path, *, label: str, log: StepLog,
+                              requirements: Sequence[str], extra: Sequence[str], torch_spec: str,
+                              smoke: Sequence[str], python: str = "",
+                              pip_args: Sequence[str] = ()) -> list[str]:
+    """The install's environment step, on the staging folder before the marker: the
+    interpreter the ``webui_python`` setting names, else the package's own venv, else a
+    venv built here; then the WebUI's start check. Returns notes for the install result."""
+    from ._registry import configured_python
+    from ._relocate import find_venvs, fix_relocated_venv
+
+    notes: list[str] = []
+    venvs = [v for v in find_venvs(staging) if (v / "bin").is_dir()]
+    if python:
+        interpreter = configured_python(python)
+        notes.append(f"runs on {interpreter} (the webui_python setting)")
+    elif venvs:
+        fix_relocated_venv(venvs[0])  # fixed again for its final place by finish_install
+        interpreter = str(venvs[0] / "bin" / "python")
+        notes.append(f"runs on the venv that came with it ({venvs[0].name}/)")
+    else:
+        log.write(f"{label} has no venv: building one (torch: {torch_spec})")
+        report = await build_venv(staging / "venv", log=log,
+                                  requirements=[staging / r for r in requirements],
+                                  torch_spec=torch_spec.split(), extra=extra, pip_args=pip_args)
+        interpreter = report.python
+        how = "the host's" if report.host_torch else report.installer
+        notes.append(f"built venv/ with {how} torch "
+                     + ", ".join(f"{k} {v}" for k, v in report.torch.items()))
+    if smoke:
+        await smoke_test(log, [interpreter if a == "{python}" else a for a in smoke], staging, label)
+        notes.append(f"{label} passed its start check ({' '.join(smoke[1:])})")
+    return notes
