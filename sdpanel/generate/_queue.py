@@ -112,7 +112,7 @@ class JobQueue:
             if not self._slots:
                 raise NoBackendError(
                     "No WebUI is running to generate with: launch one (the Launch cell or "
-                    "`sdpanel webui start`) or pass a backend URL.")
+                    "`sdpanel launch comfyui`) or pass a backend URL.")
             waiting = sum(1 for e in self._heap if e.job.state == "queued")
             if waiting >= self.max_queued:
                 raise QueueFullError(

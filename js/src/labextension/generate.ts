@@ -105,7 +105,7 @@ export class SidebarGenerate {
 
   private drawNotice(o: GenerateOptions): void {
     const notes: HTMLElement[] = [];
-    if (!(o.backends ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "No WebUI is running: launch one (Launch cell or `sdpanel webui start`), then Refresh."));
+    if (!(o.backends ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "No WebUI is running: launch one (Launch cell or `sdpanel launch comfyui`), then Refresh."));
     if (!(o.models?.checkpoints ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "The store has no checkpoint yet: download one first."));
     this.notice.replaceChildren(...notes);
   }
