@@ -113,7 +113,7 @@ class ComfyUIBackend(HTTPBackend):
                       offset: int, total: int) -> list[dict[str, Any]]:
         """Read the WebSocket until our prompt finishes; raise on error / interrupt.
 
-        Real ComfyUI sends ``executed`` (SaveImage, with its files) → ``execution_success``
+        Real ComfyUI sends ``executed`` (our output node, with its files) → ``execution_success``
         (history still empty) → ``executing`` with ``node: null`` (history saved), so the
         end is the last one; the files from ``executed`` are returned as a second source."""
         saved: list[dict[str, Any]] = []
@@ -156,7 +156,7 @@ class ComfyUIBackend(HTTPBackend):
         files = ((history.get("outputs") or {}).get(OUTPUT_NODE) or {}).get("images") or saved or []
         if not files:
             raise BackendError(f"ComfyUI finished prompt {prompt_id} without images "
-                               "(its history has no output for the SaveImage node)")
+                               "(its history has no output for the output node)")
         out = []
         for f in files:
             params = {"filename": f["filename"], "subfolder": f.get("subfolder", ""),

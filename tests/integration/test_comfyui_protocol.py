@@ -35,7 +35,7 @@ def test_stub_ends_a_prompt_in_the_real_servers_order() -> None:
     # progress_state is ComfyUI's per-node progress summary; the stub leaves it out.
     strip = [n for n in real_end if n != "progress_state"]
     assert terminal_order(message_order(msgs, graph)) == strip
-    assert strip[-3:] == ["executed:SaveImage", "execution_success", "executing:null"]
+    assert strip[-3:] == ["executed:PreviewImage", "execution_success", "executing:null"]
     # As with the real worker, the history is empty when execution_success arrives.
     at_success = next(m for m in msgs if m["type"] == "execution_success")
     assert at_success["history_outputs"] is False
