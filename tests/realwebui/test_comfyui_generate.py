@@ -15,8 +15,8 @@ import aiohttp
 from sdpanel.generate import get_service
 from sdpanel.generate._png import decode_png, encode_png, gradient_png, image_info, read_text
 from sdpanel.webuis import installed_info
+from tests.fixtures.comfy_live import CKPT, LORA, VAE, Comfy
 from tests.fixtures.comfy_protocol import load_recorded, message_order, record_prompt
-from tests.realwebui.conftest import CKPT, LORA, VAE, Comfy
 
 TINY = ("--steps", "1", "--width", "64", "--height", "64", "--cfg", "2")
 
