@@ -19,10 +19,17 @@ __all__ = ["Extension", "NoWebUIPython", "WebUIInfo", "configured_python", "laun
 
 @dataclass(frozen=True)
 class Extension:
+    """A custom node / extension: a git repository cloned into the extensions folder, or
+    (``pip``) a package installed into the WebUI's Python, enabled by ``launch_args``, when
+    the WebUI ships ``requirements`` (the file it names for that package)."""
+
     name: str
-    url: str
+    url: str = ""
     ref: str | None = None
     commit: str | None = None
+    pip: str = ""
+    requirements: str = ""
+    launch_args: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,9 @@ def launch_spec(webui: str, webui_dir: str | Path, *, name: str | None = None, p
     if outputs is not None:
         argv += _not_given([str(outputs) if a == "{outputs}" else a for a in info.output_args], extra)
     argv += _not_given(info.default_args, extra)
+    from ._git import pip_extension_args  # _git imports Extension from here
+
+    argv += _not_given(pip_extension_args(wd), extra)
     if cpu:
         argv += _not_given(info.cpu_args, extra)
     argv += extra

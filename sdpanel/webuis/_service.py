@@ -145,7 +145,8 @@ class WebUIService:
                                        requirements=(), replace=replace, prepare=prepare)
         if extensions and info.extensions:
             res = await self.install_extensions(webui, pip_args=pip_args)
-            result.notes += [f"extension {r.name}: {'ok' if r.ok else r.error}" for r in res]
+            result.notes += [f"extension {r.name}: {'; '.join(r.notes) or r.action if r.ok else r.error}"
+                             for r in res]
         self.link(webui)
         return result
 
