@@ -31,7 +31,7 @@ from sdpanel.runtime import EventBus, LogEvent, StateEvent
 from sdpanel.storage import StorageRoot
 
 __all__ = ["LaunchSpec", "ProcessManager", "WebUICrashed", "WebUIProcess", "WebUIStartTimeout",
-           "free_port", "read_records", "start_failure_cause"]
+           "free_port", "port_free", "read_records", "start_failure_cause"]
 
 TAIL_LINES = 500
 
@@ -87,7 +87,7 @@ class LaunchSpec:
     ready_timeout: float = 600.0
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     """Nothing listens on ``port``. SO_REUSEADDR, as the WebUI's own server sets it: the
     TIME_WAIT connections a stopped WebUI leaves do not keep it from its port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -103,7 +103,7 @@ def free_port(preferred: int = 0, tries: int = 100) -> int:
     """``preferred`` when nothing listens there, else the next free one above it."""
     if preferred:
         for port in range(preferred, min(preferred + tries, 65536)):
-            if _port_free(port):
+            if port_free(port):
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -492,7 +492,7 @@ class ProcessManager:
             end = time.monotonic() + wait
             while time.monotonic() < end:
                 proc.returncode()  # reaps our own child
-                if all(_gone(p) for p in tree) and (not proc.port or _port_free(proc.port)):
+                if all(_gone(p) for p in tree) and (not proc.port or port_free(proc.port)):
                     return
                 await asyncio.sleep(0.1)
 

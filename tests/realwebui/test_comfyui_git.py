@@ -7,7 +7,6 @@ process (the module's), separate from the session's package install."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sdpanel.webuis import installed_info
+from sdpanel.webuis._process import port_free
 from tests.fixtures.comfy_live import TAG, Comfy, free_port, launch, new_comfy
 
 
@@ -30,13 +30,7 @@ def git_comfy(tmp_path_factory: pytest.TempPathFactory, comfy_repo: Path) -> Ite
 
 
 def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+    return not port_free(port)
 
 
 def test_git_install_builds_a_venv_that_starts(git_comfy: Comfy) -> None:
