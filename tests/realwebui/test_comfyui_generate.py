@@ -131,7 +131,9 @@ def test_progress_previews_and_cancel_mid_run(comfy: Comfy) -> None:
     assert job.state == "succeeded", job.error
     steps = [e.data["step"] for e in job.events.since(0) if e.kind == "progress"]
     assert steps[-1] == 3 and steps == sorted(steps)
-    assert "preview" in kinds and job.preview  # the real server's preview frames arrived
+    # The real server's preview frames arrived (new format, since we send feature_flags).
+    [preview] = [e.data for e in job.events.since(0) if e.kind == "preview"]  # the newest is kept
+    assert preview["image"].startswith("data:image/") and len(preview["image"]) > 100
     # Cancel: interrupt a long run after its first step; ComfyUI stops and serves the next.
     long = svc.submit({"prompt": "a lighthouse", "checkpoint": CKPT, "steps": 40, "width": 64, "height": 64})
     deadline = time.monotonic() + 600
