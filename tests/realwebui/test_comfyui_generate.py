@@ -142,7 +142,13 @@ def test_progress_previews_and_cancel_mid_run(comfy: Comfy) -> None:
     svc.queue.cancel(long.id)
     _wait(long)
     assert long.state == "cancelled" and long.step < 40
+    # ComfyUI stops at the end of the step it is in: then its queue is empty.
+    deadline = time.monotonic() + 300
+    while _get(f"{comfy.url}/queue")["queue_running"] and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert _get(f"{comfy.url}/queue") == {"queue_running": [], "queue_pending": []}
+    log = comfy.cli("logs", "comfyui", "--lines", "400").stdout
+    assert "Processing interrupted" in log
     after = svc.submit({"prompt": "after", "checkpoint": CKPT, "steps": 1, "width": 64, "height": 64})
     _wait(after)
     assert after.state == "succeeded" and len(after.images) == 1
