@@ -127,7 +127,6 @@ def test_progress_previews_and_cancel_mid_run(comfy: Comfy) -> None:
     job = svc.submit({"prompt": "a lighthouse", "checkpoint": CKPT, "steps": 3, "width": 64, "height": 64,
                       "seed": 5})
     _wait(job)
-    kinds = [e.kind for e in job.events.since(0)]
     assert job.state == "succeeded", job.error
     steps = [e.data["step"] for e in job.events.since(0) if e.kind == "progress"]
     assert steps[-1] == 3 and steps == sorted(steps)
