@@ -81,6 +81,9 @@ class Settings:
         "Storage cell: delete download leftovers (.part/.aria2 untouched for 10 min) and broken links"))
     clean_caches: bool = field(default=False, metadata=_meta(
         "Storage cell: empty the pip and Hugging Face caches"))
+    engine_python: str = field(default="", metadata=_meta(
+        "Python that runs the built-in engine (with sdpanel[engine]); empty: this one",
+        param=False))
     verify_hashes: bool = field(default=True, metadata=_meta(
         "Check each download's SHA-256 against its source before naming it", param=False))
     civitai_base_url: str = field(default="https://civitai.com", metadata=_meta(
