@@ -43,6 +43,12 @@ class WebUIInfo:
     requirements: list[str]
     extensions_dir: str
     extensions: list[Extension] = field(default_factory=list)
+    extra_requirements: list[str] = field(default_factory=list)
+    """Packages the WebUI imports without listing them (ComfyUI 0.3.64: requests)."""
+    torch: str = "torch torchvision"
+    """The default torch spec (setting ``webui_torch`` overrides it)."""
+    smoke_test: list[str] = field(default_factory=list)
+    """argv of the WebUI's own start check, run after every install ({python} filled in)."""
 
     @property
     def launcher(self) -> str:
