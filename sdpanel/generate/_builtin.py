@@ -84,6 +84,7 @@ class BuiltinBackend:
         self._stderr_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.restarts = 0
+        self.last_cancel: tuple[int, int] = (0, 0)
 
     # ---- the worker ----------------------------------------------------------------
     @property
@@ -221,6 +222,8 @@ class BuiltinBackend:
                 self.plan = str(msg.get("plan") or "")
                 return [unb64(i) or b"" for i in msg.get("images") or []]
             elif ev == "cancelled":
+                # (step it stopped at, step it was on when the cancel arrived)
+                self.last_cancel = (int(msg.get("step") or 0), int(msg.get("cancel_step") or 0))
                 raise JobCancelled()
             elif ev == "error":
                 raise BackendError(str(msg.get("message") or "the built-in engine failed"))

@@ -68,7 +68,7 @@ def model_family(path: Path) -> str:
         return "sdxl"
     if has("model.diffusion_model.input_blocks.") and has("cond_stage_model.transformer."):
         shape = (table.get("model.diffusion_model.input_blocks.0.0.weight") or {}).get("shape")
-        return "sd15-inpaint" if shape and shape[1] == 9 else "sd15"
+        return "sd15-inpaint" if isinstance(shape, list) and len(shape) > 1 and shape[1] == 9 else "sd15"
     if has("cond_stage_model.model."):
         raise CheckpointError(f"{path.name} is an SD 2.x checkpoint, which the built-in engine "
                               "does not run: use ComfyUI or an SD 1.5 / SDXL checkpoint.")

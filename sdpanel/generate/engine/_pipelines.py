@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,8 @@ class Engine:
         try:
             pipe = cls.from_single_file(str(checkpoint), config=str(layout_dir(family, self.cache_root)),
                                         local_files_only=True, torch_dtype=dtype, **kwargs)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:  # any library error while reading it means a bad file here
+            detail = _first_sentence(exc)
             raise CheckpointError(f"{checkpoint.name} could not be loaded as an {family} checkpoint "
                                   f"({detail}): download it again or pick another file.") from None
         pipe.set_progress_bar_config(disable=True)
@@ -143,7 +144,7 @@ class Engine:
                     str(path), config=str(layout_dir(m.family, self.cache_root)), subfolder="vae",
                     local_files_only=True, torch_dtype=m.base.vae.dtype)
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                raise JobFailed(f"VAE {path.name} could not be loaded ({str(exc)[:200]}): pick "
+                raise JobFailed(f"VAE {path.name} could not be loaded ({_first_sentence(exc)}): pick "
                                 "another VAE or leave it empty.") from None
             new.to(m.base.vae.device)
             if m.plan.vae_slicing:
@@ -162,11 +163,11 @@ class Engine:
             m.loras = ()
             for i, path in enumerate(paths):
                 try:
-                    m.base.load_lora_weights(path, adapter_name=f"lora{i}")
+                    m.base.load_lora_weights(lora_state_dict(Path(path), m.family), adapter_name=f"lora{i}")
                 except (OSError, ValueError, RuntimeError, KeyError) as exc:
                     m.base.unload_lora_weights()
                     raise JobFailed(f"LoRA {Path(path).name} does not fit this checkpoint "
-                                    f"({str(exc).splitlines()[0][:160]}): pick a LoRA made for "
+                                    f"({_first_sentence(exc)}): pick a LoRA made for "
                                     f"{m.family.upper()} models.") from None
             m.loras = paths
         if paths:
@@ -248,6 +249,58 @@ class Engine:
                     image = Image.composite(image.convert("RGB"), source, mask_image)
                 images.append(png(image))
         return images
+
+
+_LDM_BLOCK = re.compile(r"^lora_unet_(input_blocks|output_blocks)_(\d+)_(\d+)_(.+)$")
+_LDM_MIDDLE = re.compile(r"^lora_unet_middle_block_(\d+)_(.+)$")
+_RESNET = {"in_layers_2": "conv1", "out_layers_3": "conv2", "emb_layers_1": "time_emb_proj",
+           "skip_connection": "conv_shortcut"}
+
+
+def lora_state_dict(path: Path, family: str) -> dict[str, Any]:
+    """A LoRA's tensors, with kohya names in the original (LDM) UNet layout —
+    ``lora_unet_input_blocks_4_1_...``, which ComfyUI and A1111 read — renamed to the
+    diffusers layout kohya also uses (``lora_unet_down_blocks_1_attentions_0_...``), the
+    one diffusers' converter understands."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    if not family.startswith("sd15"):
+        return tensors
+    out: dict[str, Any] = {}
+    for key, value in tensors.items():
+        middle = _LDM_MIDDLE.match(key)
+        if middle is not None:  # middle_block_0 / _2 are resnets, _1 the attention
+            i, rest = int(middle.group(1)), middle.group(2)
+            if i != 1:
+                for old, new in _RESNET.items():
+                    rest = rest.replace(old, new)
+            name = "mid_block_attentions_0" if i == 1 else f"mid_block_resnets_{i // 2}"
+            out[f"lora_unet_{name}_{rest}"] = value
+            continue
+        match = _LDM_BLOCK.match(key)
+        if match is None:
+            out[key] = value
+            continue
+        where, i, j, rest = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
+        kind = "attentions" if j == 1 else "resnets"
+        if kind == "resnets":
+            for old, new in _RESNET.items():
+                rest = rest.replace(old, new)
+        if where == "input_blocks" and i > 0:
+            name = f"down_blocks_{(i - 1) // 3}_{kind}_{(i - 1) % 3}"
+        elif where == "output_blocks":
+            name = f"up_blocks_{i // 3}_{kind}_{i % 3}"
+        else:
+            out[key] = value
+            continue
+        out[f"lora_unet_{name}_{rest}"] = value
+    return out
+
+
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 def _preview(latents: Any, rgb: list[list[float]]) -> Image.Image | None:
