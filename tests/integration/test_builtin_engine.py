@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +211,26 @@ def test_worker_death_is_reported_and_the_next_job_restarts_it(store: StorageRoo
     after = run(store, width=64, height=64)
     assert pixels(after.images[0]).size == (64, 64)
     assert backend.pid not in (None, first) and backend.restarts == 1
+
+
+def test_cli_uses_the_builtin_engine_when_no_webui_runs(store: StorageRoot, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SDPANEL_STORAGE": str(store.path), "SDPANEL_PLATFORM": "local"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sdpanel", "generate", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=900)
+
+    # No --flavour and no WebUI: the built-in engine is chosen by itself.
+    done = cli("a lighthouse", "--checkpoint", CKPT, "--width", "64", "--height", "64", "--steps", "1",
+               "--seed", "3", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "running on builtin (seed 3)" in done.stderr
+    out = tmp_path / "out" / Path(done.stdout.split()[0]).name
+    assert pixels(out).size == (64, 64)
+    (store.kind_dir("checkpoints") / "broken.safetensors").write_bytes(b"\xff" * 64)
+    bad = cli("x", "--flavour", "builtin", "--checkpoint", "broken.safetensors")
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "error: generation failed: broken.safetensors is not a safetensors file (its header length "
+        "is impossible): download it again or pick another file.")
