@@ -1,4 +1,5 @@
-"""The Generate cell: images from the running WebUI through sdpanel's job queue. (Its
+"""The Generate cell: images from the running WebUI (or, with none, the built-in engine)
+through sdpanel's job queue. (Its
 notebook builder is not in SDPanel.ipynb: the notebook is capped at five cells; a cell that
 calls ``sdpanel.cells.generate(PROMPT, ...)`` is all it takes.)
 
@@ -90,7 +91,8 @@ def _generate_headless(prompt: str, params: dict[str, Any]) -> Any:
         raise GenerateCellError(redact(f"The job was refused: {fields}. Fix it in this cell and run it again.")) from None
     except gen.NoBackendError:
         raise GenerateCellError("No WebUI is running: launch one with the Launch cell (LAUNCH = True, "
-                                "KEEP_ALIVE off for a headless run) and run this cell again.") from None
+                                "KEEP_ALIVE off for a headless run), or install the built-in engine "
+                                "(pip install 'sdpanel[engine]'), and run this cell again.") from None
     except (gen.GenerationFailed, gen.QueueFullError) as exc:
         raise GenerateCellError(redact(f"{exc}; fix the cause and run this cell again.")) from None
     print(f"Generate: done, seed {result.seed}, {len(result.images)} image(s):")

@@ -32,7 +32,12 @@ _job_ids = itertools.count(1)
 
 
 class EngineUnavailable(RuntimeError):
-    """No Python with torch + diffusers to run the worker; the message says how to fix it."""
+    """No Python with torch + diffusers to run the worker. ``reason`` is the why alone
+    (for sentences that add their own fix); the message is a whole sentence."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The built-in engine cannot run because {reason}: {INSTALL_HINT}.")
 
 
 def has_engine_packages() -> bool:
@@ -47,13 +52,21 @@ def engine_python(configured: str = "") -> str:
     if configured:
         path = Path(configured).expanduser()
         if not path.is_file() or not os.access(path, os.X_OK):
-            raise EngineUnavailable(f"engine_python {configured!r} is not an executable file: "
-                                    "set it to the python of an environment with sdpanel[engine].")
+            raise EngineUnavailable(f"engine_python {configured!r} is not an executable file")
         return str(path)
     if has_engine_packages():
         return sys.executable
-    raise EngineUnavailable(f"The built-in engine needs torch and diffusers, which this Python "
-                            f"({sys.executable}) lacks: {INSTALL_HINT}.")
+    raise EngineUnavailable(f"this Python ({sys.executable}) has no torch / diffusers")
+
+
+def builtin_status() -> dict[str, Any]:
+    """For forms: can the built-in engine run here, and if not the sentence saying how."""
+    from sdpanel.settings import load_settings
+
+    try:
+        return {"available": True, "python": engine_python(load_settings().engine_python), "message": ""}
+    except EngineUnavailable as exc:
+        return {"available": False, "python": "", "message": str(exc)}
 
 
 def worker_env() -> dict[str, str]:

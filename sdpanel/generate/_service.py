@@ -15,7 +15,7 @@ from sdpanel.storage import StorageRoot
 from ._a1111 import A1111Backend
 from ._backend import Backend
 from ._builtin import FLAVOUR as BUILTIN
-from ._builtin import BuiltinBackend, EngineUnavailable, engine_python
+from ._builtin import INSTALL_HINT, BuiltinBackend, EngineUnavailable, engine_python
 from ._comfyui import ComfyUIBackend
 from ._jobs import Job, JobRequest
 from ._queue import TOPIC, JobQueue, NoBackendError
@@ -162,8 +162,9 @@ class GenerateService:
                 self._auto_builtin = True
             except EngineUnavailable as exc:
                 raise NoBackendError(
-                    "No WebUI is running to generate with: launch one (the Launch cell or "
-                    f"`sdpanel webui start`), or use the built-in engine: {exc}") from None
+                    f"No WebUI is running and the built-in engine cannot run because {exc.reason}: "
+                    "launch a WebUI (the Launch cell or `sdpanel webui start`), or "
+                    f"{INSTALL_HINT}.") from None
         return self.queue.submit(request)
 
 

@@ -73,6 +73,8 @@ class Settings:
         "Port of the WebUI (0: pick a free one)", param=False, minimum=0))
     launch: bool = field(default=False, metadata=_meta(
         "Launch cell: install the WebUI when missing and start it (off: only show the Launch tab)"))
+    generate: str = field(default="", metadata=_meta(
+        "Launch cell: a prompt to generate (on the WebUI, or the built-in engine when none runs)"))
     keep_alive: bool = field(default=False, metadata=_meta(
         "Keep the Launch cell running while the WebUI is up (hosted notebooks idle out)"))
     audio_muted: bool = field(default=False, metadata=_meta("Mute the sound cues"))

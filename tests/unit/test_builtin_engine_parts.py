@@ -121,7 +121,9 @@ def test_no_webui_and_no_engine_says_how_to_install(tmp_path: Path, monkeypatch:
     (root.kind_dir("checkpoints") / "m.safetensors").write_bytes(b"x")
     with pytest.raises(NoBackendError) as err:
         get_service(root.path).submit({"prompt": "x", "checkpoint": "m.safetensors"})
-    assert "pip install 'sdpanel[engine]'" in str(err.value) and "launch one" in str(err.value)
+    assert str(err.value).startswith("No WebUI is running and the built-in engine cannot run because "
+                                     "this Python (")
+    assert "launch a WebUI" in str(err.value) and "pip install 'sdpanel[engine]'" in str(err.value)
 
 
 def test_worker_environment_has_no_secrets_and_is_offline(planted_tokens: dict[str, str]) -> None:
