@@ -26,6 +26,29 @@ class GenerateCellError(RuntimeError):
         return [f"GenerateCellError: {self}"]
 
 
+def parse_options(text: str) -> dict[str, Any]:
+    """``steps=20 width=768 negative_prompt="blurry hands"`` → job fields (numbers as
+    numbers); validation then names any bad field."""
+    import json
+    import shlex
+
+    fields: dict[str, Any] = {}
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise GenerateCellError(f"GENERATE_OPTIONS cannot be read ({exc}): write name=value pairs "
+                                "separated by spaces, quoting values with spaces.") from None
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise GenerateCellError(f"GENERATE_OPTIONS: {word!r} is not name=value (e.g. steps=20).")
+        try:
+            fields[name] = json.loads(value) if value[:1] in "-0123456789" else value
+        except ValueError:
+            fields[name] = value
+    return fields
+
+
 def _job_fields(prompt: str, params: dict[str, Any], checkpoints: list[str]) -> dict[str, Any]:
     """The cell's values as a job; an empty checkpoint means the store's first one."""
     data = {"prompt": prompt, **{k: v for k, v in params.items() if v not in (None, "")}}

@@ -88,12 +88,13 @@ def _show_panel(settings: Any, start: bool) -> None:
         from sdpanel.panels._generate_tab import controller as generate_controller
         from sdpanel.panels._services import storage_root
 
-        from ._generate import _job_fields
+        from ._generate import _job_fields, parse_options
 
         panel.active_tab = "generate"  # nothing to launch: the images are what to see
         # Queued like a click on Generate: a running WebUI, else the built-in engine.
-        generate_controller(panel).submit(_job_fields(settings.generate, {},
-                                                      list_models(storage_root(), "checkpoints")))
+        fields = _job_fields(settings.generate, parse_options(settings.generate_options),
+                             list_models(storage_root(), "checkpoints"))
+        generate_controller(panel).submit(fields)
     display(panel)
 
 
@@ -126,9 +127,9 @@ def launch(**params: Any) -> Any:
 def _generate_prompt(settings: Any) -> Any:
     """GENERATE, headless: the images of the prompt, printed where they are (the Generate
     cell's code, so its messages are the same)."""
-    from ._generate import generate
+    from ._generate import generate, parse_options
 
-    return generate(settings.generate)
+    return generate(settings.generate, **parse_options(settings.generate_options))
 
 
 def _launch_headless(settings: Any, label: str) -> Any:

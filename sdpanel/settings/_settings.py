@@ -75,6 +75,8 @@ class Settings:
         "Launch cell: install the WebUI when missing and start it (off: only show the Launch tab)"))
     generate: str = field(default="", metadata=_meta(
         "Launch cell: a prompt to generate (on the WebUI, or the built-in engine when none runs)"))
+    generate_options: str = field(default="", metadata=_meta(
+        "Options of GENERATE as name=value, e.g. 'steps=20 width=768 seed=42 negative_prompt=\"blurry\"'"))
     keep_alive: bool = field(default=False, metadata=_meta(
         "Keep the Launch cell running while the WebUI is up (hosted notebooks idle out)"))
     audio_muted: bool = field(default=False, metadata=_meta("Mute the sound cues"))
