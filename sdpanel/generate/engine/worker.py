@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()  # the log is for people, not tqdm frames
     engine = Engine(args.cache)
     jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
     state = _State()
