@@ -124,12 +124,7 @@ class BuiltinBackend:
             await proc.wait()
             raise BackendError(str(ready.get("message")))
         if ready is None or ready.get("ev") != "ready":
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            if self._stderr_task is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._stderr_task, 2)
+            await self._reap(proc, grace=0)
             raise self._died(proc, "while starting")
         self.device = str(ready.get("device") or "")
         log.info("built-in engine worker %s started on %s", proc.pid, self.device)
@@ -267,8 +262,12 @@ class BuiltinBackend:
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._send(proc, {"op": "shutdown"})
+        await self._reap(proc, grace=10)
+
+    async def _reap(self, proc: asyncio.subprocess.Process, grace: float) -> None:
+        """Wait ``grace`` seconds for the worker to exit, then kill it; drain its log."""
         try:
-            await asyncio.wait_for(proc.wait(), 10)
+            await asyncio.wait_for(proc.wait(), grace)
         except asyncio.TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

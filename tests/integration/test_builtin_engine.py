@@ -234,3 +234,37 @@ def test_cli_uses_the_builtin_engine_when_no_webui_runs(store: StorageRoot, tmp_
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: generation failed: broken.safetensors is not a safetensors file (its header length "
         "is impossible): download it again or pick another file.")
+
+
+def test_a_webui_starting_makes_the_engine_free_its_memory(store: StorageRoot) -> None:
+    import json
+
+    import psutil
+
+    from sdpanel.runtime import StateEvent
+    from tests.fixtures.stub_comfyui import StubComfyUI
+
+    service = get_service(store.path)
+    backend = service.use_builtin()
+    run(store, width=64, height=64)  # a worker with the model loaded
+    worker = backend.pid
+    assert worker is not None
+    seen: list[StateEvent] = []
+    unsubscribe = service.runtime.bus.subscribe(
+        lambda e: seen.append(e) if isinstance(e, StateEvent) and e.state == "unloaded" else None)
+    record = store.state_path("pids", "webui-comfyui.json")
+    with StubComfyUI() as stub:
+        # As the process manager records a WebUI it started (our own pid: alive).
+        record.write_text(json.dumps({"name": "comfyui", "flavour": "comfyui", "port": stub.port,
+                                      "pid": os.getpid(), "cmdline": psutil.Process().cmdline()}))
+        try:
+            service.refresh_backends()
+            wait_for(lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie",
+                     timeout=60, what="the worker to exit")
+            wait_for(lambda: seen, timeout=10, what="the unloaded event")
+            assert "comfyui:" in seen[0].data["message"]
+            assert "the built-in engine unloaded its model to free GPU memory" in seen[0].data["message"]
+        finally:
+            record.unlink()
+            unsubscribe()
+            service.refresh_backends()
