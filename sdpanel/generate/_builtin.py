@@ -83,6 +83,9 @@ def worker_env() -> dict[str, str]:
 
 class BuiltinBackend:
     flavour = FLAVOUR
+    # A cancel lands at the end of the current step, which on a CPU can take a minute:
+    # the queue waits that long for the worker's answer before giving up on it.
+    cancel_grace = 180.0
 
     def __init__(self, storage: StorageRoot, python: str | None = None, name: str = "builtin") -> None:
         self.storage = storage
