@@ -3,6 +3,7 @@ folder tables in ``configs/webuis.json``)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from sdpanel._configs import load_config
 
 from ._process import LaunchSpec
 
-__all__ = ["Extension", "WebUIInfo", "launch_spec", "tunnel_table", "webui_info", "webui_python",
+__all__ = ["Extension", "WebUIInfo", "launch_spec", "prebuilt_repo", "tunnel_table", "webui_info", "webui_python",
            "webuis"]
 
 
@@ -43,12 +44,8 @@ class WebUIInfo:
     requirements: list[str]
     extensions_dir: str
     extensions: list[Extension] = field(default_factory=list)
-    extra_requirements: list[str] = field(default_factory=list)
-    """Packages the WebUI imports without listing them (ComfyUI 0.3.64: requests)."""
-    torch: str = "torch torchvision"
-    """The default torch spec (setting ``webui_torch`` overrides it)."""
-    smoke_test: list[str] = field(default_factory=list)
-    """argv of the WebUI's own start check, run after every install ({python} filled in)."""
+    prebuilt: dict[str, str] = field(default_factory=dict)
+    """{"package": zip, "venv": venv archive} in the registry's Hugging Face repo."""
 
     @property
     def launcher(self) -> str:
@@ -73,6 +70,11 @@ def webui_info(webui: str) -> WebUIInfo:
     exts = [Extension(**e) for e in d.pop("extensions", [])]
     d.pop("variants", None)
     return WebUIInfo(id=key, extensions=exts, **{k: v for k, v in d.items() if not k.startswith("$")})
+
+
+def prebuilt_repo() -> str:
+    """The Hugging Face repo holding the prebuilt packages and venv archives."""
+    return str(_raw()["prebuilt_repo"])
 
 
 def tunnel_table() -> dict[str, dict[str, Any]]:
@@ -104,4 +106,13 @@ def launch_spec(webui: str, webui_dir: str | Path, *, name: str | None = None, p
     argv += extra
     return LaunchSpec(name=name or info.id, webui_dir=wd, argv=argv,
                       port=info.port if port is None else port, probe=info.probe, gpu=gpu,
-                      env=dict(env or {}), ready_timeout=ready_timeout)
+                      env={**_venv_env(Path(python)), **(env or {})}, ready_timeout=ready_timeout)
+
+
+def _venv_env(python: Path) -> dict[str, str]:
+    """A WebUI started on its venv has that venv's bin first on PATH (as sdAIgen does), so
+    the tools and scripts it runs by name (pip, git hooks, accelerate) are the venv's."""
+    venv = python.parent.parent
+    if not (venv / "pyvenv.cfg").is_file():
+        return {}
+    return {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv)}
