@@ -3,7 +3,6 @@ folder tables in ``configs/webuis.json``)."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from sdpanel._configs import load_config
 
 from ._process import LaunchSpec
 
-__all__ = ["Extension", "WebUIInfo", "launch_spec", "prebuilt_repo", "tunnel_table", "webui_info", "webui_python",
+__all__ = ["Extension", "WebUIInfo", "launch_spec", "tunnel_table", "webui_info", "webui_python",
            "webuis"]
 
 
@@ -44,8 +43,6 @@ class WebUIInfo:
     requirements: list[str]
     extensions_dir: str
     extensions: list[Extension] = field(default_factory=list)
-    prebuilt: dict[str, str] = field(default_factory=dict)
-    """{"package": zip, "venv": venv archive} in the registry's Hugging Face repo."""
 
     @property
     def launcher(self) -> str:
@@ -70,11 +67,6 @@ def webui_info(webui: str) -> WebUIInfo:
     exts = [Extension(**e) for e in d.pop("extensions", [])]
     d.pop("variants", None)
     return WebUIInfo(id=key, extensions=exts, **{k: v for k, v in d.items() if not k.startswith("$")})
-
-
-def prebuilt_repo() -> str:
-    """The Hugging Face repo holding the prebuilt packages and venv archives."""
-    return str(_raw()["prebuilt_repo"])
 
 
 def tunnel_table() -> dict[str, dict[str, Any]]:
@@ -106,13 +98,4 @@ def launch_spec(webui: str, webui_dir: str | Path, *, name: str | None = None, p
     argv += extra
     return LaunchSpec(name=name or info.id, webui_dir=wd, argv=argv,
                       port=info.port if port is None else port, probe=info.probe, gpu=gpu,
-                      env={**_venv_env(Path(python)), **(env or {})}, ready_timeout=ready_timeout)
-
-
-def _venv_env(python: Path) -> dict[str, str]:
-    """A WebUI started on its venv has that venv's bin first on PATH (as sdAIgen does), so
-    the tools and scripts it runs by name (pip, git hooks, accelerate) are the venv's."""
-    venv = python.parent.parent
-    if not (venv / "pyvenv.cfg").is_file():
-        return {}
-    return {"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(venv)}
+                      env=dict(env or {}), ready_timeout=ready_timeout)
