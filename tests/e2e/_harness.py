@@ -172,6 +172,9 @@ def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SDPANEL_", "STUB_WEBUI_")) and k not in drop}
     env.pop("HF_ENDPOINT", None)
     env.pop("PYTHONPATH", None)  # the Setup cell finds the checkout itself
+    # Children get an allow-listed environment: the stub WebUI is steered by STUB_* only
+    # when passed through the documented knob (tests/conftest.py sets it for this process).
+    env["SDPANEL_CHILD_ENV"] = "STUB_*"
     return env
 
 

@@ -112,7 +112,7 @@ async def test_github_and_plain_links(civ: CivitAIServer, ctx: ResolveContext) -
     ctx.probe_links = True
     plain = await resolve_link(f"{civ.storage_url}/img/7.png", ctx, kind="other")
     assert (plain.source, plain.filename, plain.size, plain.kind) == ("url", "7.png", len(
-        __import__("tests.fixtures.civitai_server", fromlist=["tiny_png"]).tiny_png(7)), "other")
+        __import__("tests.fixtures.civitai_server", fromlist=["tiny_png"]).tiny_png(7, checker=True)), "other")
 
 
 @pytest.mark.parametrize("text", [
