@@ -9,14 +9,13 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sdpanel.downloads import DownloadQueue, DownloadSpec
-from sdpanel.runtime import EventBus
+from sdpanel.downloads import DownloadSpec
 from sdpanel.sources import ResolveContext, resolve_link
 from sdpanel.storage import StorageRoot
 from sdpanel.webuis._tunnels import open_tunnel, stop_recorded_tunnels
@@ -38,32 +37,14 @@ def server() -> Iterator[RangeServer]:
         yield srv
 
 
-@pytest.fixture
-async def queues(tmp_path: Path) -> AsyncIterator[Any]:
-    made: list[DownloadQueue] = []
-
-    def make(**kw: Any) -> DownloadQueue:
-        q = DownloadQueue(tmp_path / "store", EventBus(), retry_backoff=0.05, **kw)
-        made.append(q)
-        return q
-
-    yield make
-    for q in made:
-        await q.close()
-    if shutil.which("aria2c"):
-        from sdpanel.downloads import Aria2Daemon
-
-        await Aria2Daemon(tmp_path / "store").shutdown(grace=0.2)
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_signed_url_is_masked_in_journal_sidecar_and_aria2_log(
-        server: RangeServer, queues: Any, tmp_path: Path, engine: str) -> None:
+        server: RangeServer, make_queue: Any, tmp_path: Path, engine: str) -> None:
     data = os.urandom(300_000)
     server.add_file("signed.bin", data)
     url = (server.signed_url("signed.bin") + f"&token={URL_SECRET}&X-Amz-Signature={URL_SECRET}"
            f"&X-Amz-Credential={URL_SECRET}")
-    q = queues(engine=engine)
+    q = make_queue(engine=engine)
     [iid] = await q.add(DownloadSpec(url, folder="out", metadata={"source": "url", "source_url": url}))
     await q.wait_all(timeout=60)
     assert q.item(iid)["state"] == "done", q.item(iid)["error"]
@@ -73,13 +54,13 @@ async def test_signed_url_is_masked_in_journal_sidecar_and_aria2_log(
     assert URL_SECRET.encode() not in _tree_bytes(tmp_path / "store"), "a URL secret was stored"
 
 
-async def test_restored_signed_link_asks_to_be_pasted_again(server: RangeServer, queues: Any) -> None:
+async def test_restored_signed_link_asks_to_be_pasted_again(server: RangeServer, make_queue: Any) -> None:
     server.add_file("later.bin", os.urandom(1000))
-    q1 = queues(engine="python")
+    q1 = make_queue(engine="python")
     [iid] = await q1.add(DownloadSpec(server.signed_url("later.bin") + f"&token={URL_SECRET}", folder="out"))
     await q1.pause(iid)
     await q1.close()
-    q2 = queues(engine="python")
+    q2 = make_queue(engine="python")
     await q2.start()
     item = q2.item(iid)
     assert item["state"] == "failed" and "paste the link again" in item["error"]
@@ -87,7 +68,7 @@ async def test_restored_signed_link_asks_to_be_pasted_again(server: RangeServer,
 
 
 async def test_pasted_civitai_token_link_downloads_with_that_token(
-        queues: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        make_queue: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CIVITAI_TOKEN", raising=False)
     with CivitAIServer() as civ:
         version = civ.model(1013)["modelVersions"][0]  # "Members Only": a login is required
@@ -98,7 +79,7 @@ async def test_pasted_civitai_token_link_downloads_with_that_token(
         finally:
             await ctx.aclose()
         assert "token" not in spec.url and civ.token not in json.dumps(spec.to_public_dict())
-        q = queues(engine="python", tokens={})
+        q = make_queue(engine="python", tokens={})
         [iid] = await q.add(spec)
         await q.wait_all(timeout=60)
         item = q.item(iid)
