@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.unit.test_cli import notebook_text
 
@@ -223,7 +224,8 @@ def test_sdpanel_lab_opens_a_working_copy_without_news_notice(page: Any, sdpanel
     assert page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path") == "SDPanel.ipynb"
     assert (checkout / "workspace" / "SDPanel.ipynb").is_file()
     # Cell sources are hidden: five titles, not 88 lines of Setup code.
-    page.locator(".jp-NotebookPanel .jp-InputPlaceholder").first.wait_for(timeout=30_000)
+    # JupyterLab renders cells in turn: wait for all five, not only the first.
+    expect(page.locator(".jp-NotebookPanel .jp-InputPlaceholder")).to_have_count(5, timeout=30_000)
     titles = page.locator(".jp-NotebookPanel .jp-InputPlaceholder").all_inner_texts()
     assert len(titles) == 5 and titles[0].strip().startswith("#@title 1. Setup"), titles
     assert page.locator(".jp-NotebookPanel .jp-Cell .cm-editor:visible").count() == 0
