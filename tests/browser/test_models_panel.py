@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from sdpanel.generate._png import decode_png
@@ -192,11 +193,22 @@ def _contrast(png: bytes) -> float:
 
 
 def wait_loaded(page: Any, img: Any) -> None:
-    """Until the thumbnail has loaded (or failed: then say which URL)."""
-    handle = img.element_handle()
-    page.wait_for_function("img => img.complete", arg=handle)
-    state = handle.evaluate("i => ({ok: i.naturalWidth > 0, src: i.src})")
-    assert state["ok"], f"thumbnail did not load: {state['src']} ({page.sdp_console[-5:]})"
+    """Until the thumbnail has loaded (or failed: then say which URL). Thumbnails load
+    lazily, so the image is brought into view first, as the user scrolling to it does; the
+    locator is resolved again on each try, since results can re-render in between."""
+    deadline, state = time.monotonic() + 30, None
+    while True:
+        try:
+            img.scroll_into_view_if_needed(timeout=2000)
+            state = img.evaluate("i => ({done: i.complete, ok: i.naturalWidth > 0, src: i.src})",
+                                 timeout=2000)
+        except PlaywrightError:
+            state = None  # the card was re-rendered between the query and the check
+        if state and state["done"]:
+            assert state["ok"], f"thumbnail did not load: {state['src']} ({page.sdp_console[-5:]})"
+            return
+        assert time.monotonic() < deadline, f"thumbnail never finished loading ({state})"
+        page.wait_for_timeout(200)
 
 
 def check_nsfw_previews_blurred(page: Any, root: Any) -> None:
