@@ -10,6 +10,7 @@ fails the session and names the test. Tests needing "no token" monkeypatch them 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -38,6 +39,9 @@ PLANTED: dict[str, str] = _plant()
 # Children get an allow-listed environment (sdpanel._childenv); the stub WebUIs and tunnel
 # tools are steered by STUB_* variables, passed through the documented user knob.
 os.environ.setdefault("SDPANEL_CHILD_ENV", "STUB_*")
+# Stub WebUIs (tests/fixtures/stub_webui.py) run on the test interpreter, named the way a
+# user names an existing Python; the real-WebUI tier (tests/realwebui) sets its own.
+os.environ.setdefault("SDPANEL_WEBUI_PYTHON", sys.executable)
 _offenders: list[str] = []
 _offending_ids: set[str] = set()
 

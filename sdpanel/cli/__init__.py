@@ -45,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code. Expected failures print one redacted line
-    (``error: ...``) and return 1; ``SDPANEL_DEBUG=1`` shows the traceback instead."""
+    """Run the CLI; returns the exit code. Expected failures print their redacted message
+    (``error: ...``, every line) and return 1; ``SDPANEL_DEBUG=1`` shows the traceback instead."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_dash_values(list(sys.argv[1:] if argv is None else argv)))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -62,6 +62,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from sdpanel.settings import redact
 
-        lines = redact(str(exc)).strip().splitlines()
-        print(f"error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
+        # The whole message: a cause often follows on the next lines ("Last log lines:").
+        text = redact(str(exc)).strip() or type(exc).__name__
+        print(f"error: {text}", file=sys.stderr)
         return 1
+
+
+# Options whose value is a command line of its own (`--args "--lowvram --cpu"`): argparse
+# takes a value starting with "-" for an option, so it is glued on as --args=VALUE.
+_COMMAND_LINE_OPTIONS = ("--args",)
+
+
+def _glue_dash_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _COMMAND_LINE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out

@@ -23,6 +23,7 @@ from ._png import image_info
 PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA = 1, 4
 PREVIEW_MIME = {1: "image/jpeg", 2: "image/png"}
 SAMPLER_NODE = "sampler"
+FEATURE_FLAGS = {"supports_preview_metadata": True}
 
 
 def parse_preview(data: bytes) -> tuple[bytes, str] | None:
@@ -64,6 +65,9 @@ class ComfyUIBackend(HTTPBackend):
         s = await self.session()
         client_id = uuid.uuid4().hex
         async with s.ws_connect(f"{self.url}/ws?clientId={client_id}", heartbeat=30) as ws:
+            # Must be the first message: ComfyUI then sends previews with their metadata
+            # (PREVIEW_IMAGE_WITH_METADATA) instead of the old bare frames.
+            await ws.send_str(json.dumps({"type": "feature_flags", "data": FEATURE_FLAGS}))
             images: dict[str, str] = {}
             if req.init_image is not None:
                 images["init_image"] = await self._upload(s, req.init_image, f"{job.id}-init")
@@ -78,10 +82,10 @@ class ComfyUIBackend(HTTPBackend):
                 prompt_id = await self._queue_prompt(s, graph, client_id)
                 self._prompt_id = prompt_id
                 try:
-                    await self._follow(ws, prompt_id, report, i * req.steps, total)
+                    saved = await self._follow(ws, prompt_id, report, i * req.steps, total)
                 finally:
                     self._prompt_id = None
-                outputs += await self._outputs(s, prompt_id)
+                outputs += await self._outputs(s, prompt_id, saved)
             return outputs
 
     async def _upload(self, s: aiohttp.ClientSession, data: bytes, stem: str) -> str:
@@ -106,8 +110,13 @@ class ComfyUIBackend(HTTPBackend):
         return str(body["prompt_id"])
 
     async def _follow(self, ws: aiohttp.ClientWebSocketResponse, prompt_id: str, report: Reporter,
-                      offset: int, total: int) -> None:
-        """Read the WebSocket until our prompt finishes; raise on error / interrupt."""
+                      offset: int, total: int) -> list[dict[str, Any]]:
+        """Read the WebSocket until our prompt finishes; raise on error / interrupt.
+
+        Real ComfyUI sends ``executed`` (our output node, with its files) → ``execution_success``
+        (history still empty) → ``executing`` with ``node: null`` (history saved), so the
+        end is the last one; the files from ``executed`` are returned as a second source."""
+        saved: list[dict[str, Any]] = []
         while True:
             msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.BINARY:
@@ -134,18 +143,20 @@ class ComfyUIBackend(HTTPBackend):
                     f"{data.get('exception_type', 'error')}: {redact(str(data.get('exception_message', '')).strip())}")
             elif kind == "execution_interrupted":
                 raise JobCancelled()
-            elif kind == "execution_success" or (kind == "executing" and data.get("node") is None
-                                                  and data.get("prompt_id") == prompt_id):
-                return
+            elif kind == "executed" and data.get("node") == OUTPUT_NODE:
+                saved += list((data.get("output") or {}).get("images") or [])
+            elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return saved
 
-    async def _outputs(self, s: aiohttp.ClientSession, prompt_id: str) -> list[bytes]:
+    async def _outputs(self, s: aiohttp.ClientSession, prompt_id: str,
+                       saved: list[dict[str, Any]] | None = None) -> list[bytes]:
         async with s.get(f"{self.url}/history/{prompt_id}") as r:
             r.raise_for_status()
             history = (await r.json()).get(prompt_id) or {}
-        files = ((history.get("outputs") or {}).get(OUTPUT_NODE) or {}).get("images") or []
+        files = ((history.get("outputs") or {}).get(OUTPUT_NODE) or {}).get("images") or saved or []
         if not files:
             raise BackendError(f"ComfyUI finished prompt {prompt_id} without images "
-                               "(its history has no output for the SaveImage node)")
+                               "(its history has no output for the output node)")
         out = []
         for f in files:
             params = {"filename": f["filename"], "subfolder": f.get("subfolder", ""),

@@ -69,6 +69,12 @@ class Settings:
     webui_package_url: str = field(default="", metadata=_meta(
         "WebUI package archive (.zip/.tar.zst/.tar.lz4 URL) installed instead of the registry's "
         "sources (mirrors and tests)", param=False))
+    webui_python: str = field(default="", metadata=_meta(
+        "Python the WebUI runs on: an existing venv folder or interpreter (empty: the venv "
+        "the install builds inside the WebUI)", param=False))
+    webui_torch: str = field(default="", metadata=_meta(
+        "torch packages a new WebUI venv gets, pip style (empty: the registry's, e.g. "
+        "'torch torchvision torchaudio')", param=False))
     webui_port: int = field(default=0, metadata=_meta(
         "Port of the WebUI (0: pick a free one)", param=False, minimum=0))
     launch: bool = field(default=False, metadata=_meta(

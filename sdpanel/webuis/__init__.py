@@ -41,7 +41,9 @@ from ._process import (
 from ._proxy import AuthProxy
 from ._registry import (
     Extension,
+    NoWebUIPython,
     WebUIInfo,
+    configured_python,
     launch_spec,
     tunnel_table,
     webui_info,
@@ -97,5 +99,7 @@ __all__ = [
     "tunnel_table",
     "webui_info",
     "webui_python",
+    "NoWebUIPython",
+    "configured_python",
     "webuis",
 ]

@@ -21,10 +21,10 @@ from sdpanel._childenv import child_env
 from sdpanel._network import NETWORK_FIX, cause_from_output
 from sdpanel.runtime import EventBus, LogEvent, StateEvent
 
-from ._install import InstallResult, check_target, finish_install, staging_dir
+from ._install import InstallResult, Prepare, check_target, finish_install, staging_dir
 from ._registry import Extension
 
-__all__ = ["ExtensionResult", "StepError", "StepLog", "install_extensions", "install_git",
+__all__ = ["ExtensionResult", "StepError", "StepLog", "install_extensions", "install_git", "pip_extension_args",
            "remove_extension", "update_extension"]
 
 
@@ -112,8 +112,10 @@ async def install_git(repository: str, target: str | os.PathLike[str], *, webui:
                       ref: str | None = None, commit: str | None = None, bus: EventBus | None = None,
                       log_path: Path | None = None, venv: bool = True, with_pip: bool = True,
                       requirements: Sequence[str] = ("requirements.txt",),
-                      pip_args: Sequence[str] = (), replace: bool = False) -> InstallResult:
-    """Shallow clone at the pinned commit, a venv, its requirements (uv when present)."""
+                      pip_args: Sequence[str] = (), replace: bool = False,
+                      prepare: Prepare | None = None) -> InstallResult:
+    """Shallow clone at the pinned commit, a venv, its requirements (uv when present).
+    With ``prepare`` (the service's venv step) pass ``venv=False``: it makes the venv."""
     target = Path(target).expanduser().resolve()
     check_target(target, replace)
     staging = staging_dir(target)
@@ -137,9 +139,12 @@ async def install_git(repository: str, target: str | os.PathLike[str], *, webui:
             python = str(staging / "venv" / "bin" / "python")
         await _requirements(log, python, [staging / r for r in requirements], pip_args)
         result = InstallResult(webui=webui, path=str(target), method="git", source=repository,
-                               version=head, seconds=round(time.monotonic() - started, 3))
+                               version=head, commit=head)
+        if prepare is not None:
+            result.notes += await prepare(staging)
+        result.seconds = round(time.monotonic() - started, 3)
         finish_install(staging, target, result, replace=replace, bus=bus)
-        log.write(f"installed {webui} at {target} (commit {head[:12]})")
+        log.write(f"installed {webui} {result.version} at {target} (commit {head[:12]})")
         if bus:
             bus.publish(StateEvent(topic=topic, key=webui, state="installed", data={"path": str(target)}))
         return result
@@ -183,6 +188,8 @@ async def install_extensions(webui_dir: str | os.PathLike[str], extensions: Sequ
     async def one(ext: Extension) -> ExtensionResult:
         async with sem:
             log = StepLog(log_path, bus, f"webui:{webui}", key=f"extension:{ext.name}")
+            if ext.pip:
+                return await _install_pip_extension(log, wd, ext, python or sys.executable, pip_args)
             try:
                 dest = _ext_dir(wd, extensions_dir, ext.name)
                 if (dest / ".git").is_dir():
@@ -201,6 +208,47 @@ async def install_extensions(webui_dir: str | os.PathLike[str], extensions: Sequ
                 return ExtensionResult(ext.name, False, "install", error=str(exc))
 
     return list(await asyncio.gather(*(one(e) for e in extensions)))
+
+
+PIP_EXTENSIONS_FILE = ".sdpanel-pip-extensions.json"
+
+
+async def _install_pip_extension(log: StepLog, wd: Path, ext: Extension, python: str,
+                                 pip_args: Sequence[str]) -> ExtensionResult:
+    """A pip-packaged extension (ComfyUI-Manager): the WebUI's own requirements file for it
+    into its Python, then recorded so launches add ``launch_args``."""
+    import json
+
+    req = wd / ext.requirements
+    if not req.is_file():
+        note = (f"{ext.name} skipped: this {wd.name} has no {ext.requirements} (it needs a "
+                f"version with {' '.join(ext.launch_args) or ext.pip})")
+        log.write(note, "warning")
+        return ExtensionResult(ext.name, True, "skipped", notes=[note])
+    try:
+        await log.run(f"installing {ext.pip}", [python, "-m", "pip", "install", "--disable-pip-version-check",
+                                                "-r", str(req), *pip_args], cwd=wd)
+    except StepError as exc:
+        return ExtensionResult(ext.name, False, "install", error=str(exc))
+    path = wd / PIP_EXTENSIONS_FILE
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    known[ext.name] = {"pip": ext.pip, "launch_args": ext.launch_args}
+    path.write_text(json.dumps(known, indent=1), encoding="utf-8")
+    return ExtensionResult(ext.name, True, "installed", notes=[f"enabled with {' '.join(ext.launch_args)}"])
+
+
+def pip_extension_args(webui_dir: Path) -> list[str]:
+    """The launch arguments of the pip extensions installed into ``webui_dir``."""
+    import json
+
+    try:
+        known = json.loads((webui_dir / PIP_EXTENSIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [a for entry in known.values() for a in entry.get("launch_args", [])]
 
 
 async def update_extension(webui_dir: str | os.PathLike[str], name: str, *,

@@ -9,13 +9,16 @@ renamed to ``<target>``. So an interrupted or refused install never looks instal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import stat
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +34,15 @@ from ._extract import ByteQueue, ExtractLimits, ExtractReport, detect_format, ex
 from ._relocate import find_venvs, fix_relocated_venv, inside_install, rewrite_file
 
 __all__ = ["MARKER", "InstallError", "InstallResult", "check_target", "finish_install", "install_package",
-           "installed_info", "record_in_marker", "staging_dir",
+           "installed_info", "installed_version", "record_in_marker", "staging_dir",
            "stream_archive"]
 
 MARKER = ".sdpanel-installed"
 # Unpacked size / archive size, used for the free-space check when no size is given.
 _RATIO = {"zip": 2.5, "tar.zst": 4.0, "tar.lz4": 3.0, "tar.gz": 3.5, "tar": 1.0}
 _CHUNK = 1 << 20
+Prepare = Callable[[Path], Awaitable[list[str]]]
+"""A step run on the staging folder before the marker (notes for the result)."""
 
 
 class InstallError(RuntimeError):
@@ -51,6 +56,7 @@ class InstallResult:
     method: str
     source: str
     version: str = ""
+    commit: str = ""
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -99,6 +105,31 @@ def _hoist_single_top(staging: Path) -> None:
         tmp.rename(staging)
 
 
+_VERSION_FILES = (("comfyui_version.py", re.compile(r"""__version__\s*=\s*['"]([^'"]+)['"]""")),)
+
+
+def installed_version(root: Path) -> str:
+    """What is really installed: the WebUI's own version file (ComfyUI's
+    ``comfyui_version.py``), else ``git describe`` of its checkout; "" when neither says."""
+    for name, pattern in _VERSION_FILES:
+        with contextlib.suppress(OSError):
+            m = pattern.search((root / name).read_text(encoding="utf-8", errors="replace"))
+            if m:
+                return m.group(1)
+    return _git(root, "describe", "--tags", "--always")
+
+
+def _git(root: Path, *args: str) -> str:
+    if not (root / ".git").exists():
+        return ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=30, check=False)
+        if done.returncode == 0:
+            return done.stdout.strip()
+    return ""
+
+
 def check_target(target: Path, replace: bool) -> None:
     """Refuse before any download when ``target`` exists and may not be replaced."""
     if (target.exists() or target.is_symlink()) and not replace:
@@ -117,6 +148,12 @@ def finish_install(staging: Path, target: Path, result: InstallResult, *, replac
         for note in notes:
             _emit(bus, LogEvent(topic=topic, key="install", message=note))
     result.path = str(target)
+    # What is really there beats what was asked for (a registry ref, a package's name).
+    result.commit = result.commit or _git(staging, "rev-parse", "HEAD")
+    found = installed_version(staging)
+    bare_sha = bool(result.commit) and result.commit.startswith(found)  # describe without a tag
+    if found and not (bare_sha and result.version):
+        result.version = found
     (staging / MARKER).write_text(json.dumps({**asdict(result), "installed": time.time()}, indent=1),
                                   encoding="utf-8")
     old: Path | None = None
@@ -261,9 +298,11 @@ async def install_package(url: str, target: str | os.PathLike[str], *, webui: st
                           version: str = "", headers: dict[str, str] | None = None,
                           bus: EventBus | None = None, replace: bool = False,
                           unpacked_size: int | None = None,
-                          session: aiohttp.ClientSession | None = None) -> InstallResult:
+                          session: aiohttp.ClientSession | None = None,
+                          prepare: Prepare | None = None) -> InstallResult:
     """Download ``url`` (.zip / .tar.zst / .tar.lz4 / .tar.gz) and unpack it into ``target``
-    while it arrives. ``unpacked_size`` (from a size manifest) sharpens the space check."""
+    while it arrives. ``unpacked_size`` (from a size manifest) sharpens the space check.
+    ``prepare(staging)`` runs before the marker (the venv step and the start check)."""
     from sdpanel.settings import redact
 
     target = Path(target).expanduser().resolve()
@@ -283,6 +322,8 @@ async def install_package(url: str, target: str | os.PathLike[str], *, webui: st
                                version=version, files=got.report.files, bytes=got.report.bytes)
         if got.report.skipped_links:
             result.notes.append(f"venv interpreter links recreated for this machine: {got.report.skipped_links}")
+        if prepare is not None:
+            result.notes += await prepare(staging)
         result.seconds = round(time.monotonic() - started, 3)
         finish_install(staging, target, result, replace=replace, bus=bus)
         _emit(bus, ProgressEvent(topic=topic, key="install", done=got.received, total=got.total,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,21 +32,42 @@ from sdpanel.runtime import EventBus, LogEvent, StateEvent
 from sdpanel.storage import StorageRoot
 
 __all__ = ["LaunchSpec", "ProcessManager", "WebUICrashed", "WebUIProcess", "WebUIStartTimeout",
-           "free_port", "read_records"]
+           "free_port", "port_free", "read_records", "start_failure_cause"]
 
 TAIL_LINES = 500
 
 
+_BAD_ARGS = re.compile(r"error: (unrecognized arguments: .*|argument .*)$")
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+
+
+def start_failure_cause(name: str, tail: list[str]) -> str | None:
+    """One sentence of cause and fix when the log shows a failure that a restart cannot
+    cure (a rejected argument, a missing module); None for anything else."""
+    for line in reversed(tail):
+        if m := _BAD_ARGS.search(line):
+            return (f"{name} rejected its arguments ({m.group(1).strip()}): fix the launch "
+                    "arguments (--args, the launch_args setting) and launch again")
+        if m := _NO_MODULE.search(line):
+            return (f"the Python it runs on lacks the module {m.group(1)!r}: install it into the "
+                    f"WebUI's venv, reinstall ({'`sdpanel install ' + name + ' --force`'}), or set "
+                    "webui_python to a Python that has it")
+    return None
+
+
 class WebUICrashed(RuntimeError):
     def __init__(self, name: str, exit_code: int | None, tail: list[str], loop: bool = False,
-                 tries: int = 1) -> None:
-        self.name, self.exit_code, self.tail, self.loop = name, exit_code, tail, loop
+                 tries: int = 1, cause: str | None = None) -> None:
+        self.name, self.exit_code, self.tail, self.loop, self.cause = name, exit_code, tail, loop, cause
         code = "an unknown code" if exit_code is None else f"code {exit_code}"
         head = (f"{name} crashed {tries} times in a row (last exit {code}); gave up restarting it"
                 if loop else f"{name} exited with {code}")
         lines = "\n".join(f"  | {line}" for line in tail[-15:]) or "  (no output)"
-        super().__init__(f"{head}. Last log lines:\n{lines}\nFix the cause shown above "
-                         f"(arguments, missing packages, GPU) and launch again.")
+        if cause:
+            super().__init__(f"{name} cannot start (exit {code}): {cause}. Last log lines:\n{lines}")
+        else:
+            super().__init__(f"{head}. Last log lines:\n{lines}\nFix the cause shown above "
+                             f"(arguments, missing packages, GPU) and launch again.")
 
 
 class WebUIStartTimeout(RuntimeError):
@@ -66,8 +88,11 @@ class LaunchSpec:
     ready_timeout: float = 600.0
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Nothing listens on ``port``. SO_REUSEADDR, as the WebUI's own server sets it: the
+    TIME_WAIT connections a stopped WebUI leaves do not keep it from its port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -79,7 +104,7 @@ def free_port(preferred: int = 0, tries: int = 100) -> int:
     """``preferred`` when nothing listens there, else the next free one above it."""
     if preferred:
         for port in range(preferred, min(preferred + tries, 65536)):
-            if _port_free(port):
+            if port_free(port):
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -225,6 +250,27 @@ def _listens_on(pid: int | None, port: int | None) -> bool:
     return False
 
 
+def _process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _gone(p: psutil.Process) -> bool:
+    """Exited for good: a zombie counts only once no thread of it runs (a main thread that
+    ended while others still serve the port shows as a zombie too)."""
+    try:
+        if p.status() != psutil.STATUS_ZOMBIE:
+            return False
+        return len(os.listdir(f"/proc/{p.pid}/task")) <= 1 if os.path.isdir("/proc") else True
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return True
+    except (psutil.Error, OSError):
+        return False
+
+
 async def probe(url: str, timeout: float = 3.0) -> bool:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s, \
@@ -284,12 +330,21 @@ class ProcessManager:
             try:
                 await self._wait_ready(proc, spec)
             except WebUICrashed as crash:
-                if not self._may_restart(proc, crash, auto_restart):
+                crash.cause = start_failure_cause(proc.name, crash.tail)
+                # A rejected flag or a missing module fails the same way every time.
+                if crash.cause or not self._may_restart(proc, crash, auto_restart):
+                    err = self._final_crash(proc, crash, auto_restart)
                     if quiet:
                         return
-                    raise self._final_crash(proc, crash, auto_restart) from None
+                    raise err from None
                 await asyncio.sleep(self.restart_delay)
                 continue
+            except asyncio.CancelledError:
+                # A background start outlives its caller (`sdpanel launch` without --wait
+                # ends its loop right away): the WebUI runs detached, so leave it running.
+                if not quiet:
+                    await self._kill(proc, 5.0)
+                raise
             except BaseException as exc:
                 await self._kill(proc, 5.0)
                 if quiet and isinstance(exc, Exception):
@@ -313,9 +368,10 @@ class ProcessManager:
         return False
 
     def _final_crash(self, proc: WebUIProcess, crash: WebUICrashed, auto_restart: bool) -> WebUICrashed:
-        tries = len(self._crashes.get(proc.name, []))
+        tries = max(1, len(self._crashes.get(proc.name, [])))
         err = WebUICrashed(proc.name, crash.exit_code, crash.tail, loop=auto_restart and tries > 1,
-                           tries=tries)
+                           tries=tries, cause=crash.cause)
+        proc.exit_code = crash.exit_code
         proc.message = str(err)
         proc.set_state("crashed", tail=crash.tail[-20:], restarting=False, crash_loop=err.loop)
         self.pid_path(proc.name).unlink(missing_ok=True)
@@ -409,7 +465,7 @@ class ProcessManager:
         task = self._monitors.pop(name, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        was_alive = proc.alive()
+        was_alive = proc.pid is not None and not all(_gone(p) for p in _process_tree(proc.pid))
         await self._kill(proc, timeout)
         proc.stop_following()
         self.pid_path(name).unlink(missing_ok=True)
@@ -419,16 +475,25 @@ class ProcessManager:
         return was_alive
 
     async def _kill(self, proc: WebUIProcess, timeout: float) -> None:
-        if proc.pid is None or not proc.alive():
+        """TERM the group, KILL what is left after ``timeout``; return once every process
+        of the tree is gone and the port is free (not when the main thread is a zombie)."""
+        if proc.pid is None:
+            return
+        tree = _process_tree(proc.pid)
+        if all(_gone(p) for p in tree):
             return
         proc.stopping = True
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 # start_new_session made it a group leader: the group holds its children too
                 os.killpg(proc.pid, sig)
+            for p in tree:  # children that left the group
+                with contextlib.suppress(psutil.Error):
+                    p.send_signal(sig)
             end = time.monotonic() + wait
             while time.monotonic() < end:
-                if not proc.alive():
+                proc.returncode()  # reaps our own child
+                if all(_gone(p) for p in tree) and (not proc.port or port_free(proc.port)):
                     return
                 await asyncio.sleep(0.1)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,16 @@ from sdpanel.runtime import EventBus, LogEvent, get_runtime
 from sdpanel.storage import StorageRoot
 
 from ._extract import ArchiveError, detect_format
-from ._git import ExtensionResult, install_extensions, install_git
-from ._install import InstallError, InstallResult, install_package, installed_info, record_in_marker
+from ._git import ExtensionResult, StepLog, install_extensions, install_git
+from ._install import (
+    MARKER,
+    InstallError,
+    InstallResult,
+    Prepare,
+    install_package,
+    installed_info,
+    record_in_marker,
+)
 from ._process import ProcessManager, WebUIProcess, read_records
 from ._registry import WebUIInfo, launch_spec, prebuilt_repo, webui_info, webui_python
 from ._tunnels import (
@@ -34,6 +41,7 @@ from ._tunnels import (
     stop_recorded_tunnels,
 )
 from ._update import MoveResult, checkout_head, update_checkouts
+from ._venv import prepare_environment, smoke_test
 from ._venv_archive import (
     ensure_venv_archive,
     hf_base,
@@ -140,7 +148,8 @@ class WebUIService:
             result = await self._install_from_registry(info, replace, pip_args, with_pip)
         if extensions and info.extensions:
             res = await self.install_extensions(webui, pip_args=pip_args)
-            result.notes += [f"extension {r.name}: {'ok' if r.ok else r.error}" for r in res]
+            result.notes += [f"extension {r.name}: {'; '.join(r.notes) or r.action if r.ok else r.error}"
+                             for r in res]
         self.link(webui)
         return result
 
@@ -187,8 +196,9 @@ class WebUIService:
             repo, _, frag = source.partition("#")
             ref, commit = frag or None, None
         result = await install_git(repo, self.webui_dir(info.id), webui=info.id, ref=ref, commit=commit,
-                                   bus=self.bus, log_path=self.install_log(info.id), with_pip=with_pip,
-                                   requirements=info.requirements, pip_args=pip_args, replace=replace)
+                                   bus=self.bus, log_path=self.install_log(info.id), venv=False,
+                                   requirements=(), replace=replace,
+                                   prepare=self._environment_step(info.id, pip_args))
         record_in_marker(Path(result.path), ref=ref or "")  # what `update` follows
         return result
 
@@ -205,8 +215,10 @@ class WebUIService:
             venv_task = asyncio.ensure_future(ensure_venv_archive(
                 venv_url, shared_venv_home(self.webuis_dir, archive), archive=archive, topic=topic, bus=self.bus))
         try:
-            result = await install_package(url, target, webui=info.id, version=info.commit or info.ref or "",
-                                           bus=self.bus, replace=replace)
+            # Without a venv archive, the venv + start check run before the marker; with
+            # one, after the archive is linked in (below).
+            result = await install_package(url, target, webui=info.id, bus=self.bus, replace=replace,
+                                           prepare=None if venv_url else self._environment_step(info.id, pip_args))
         except BaseException:
             if venv_task is not None:  # no package, no use for its venv now
                 venv_task.cancel()
@@ -217,7 +229,7 @@ class WebUIService:
             result.version = head[0]
             record_in_marker(target, version=head[0], ref=head[1])
         if venv_task is None:
-            return result  # the package's own venv, if any (issue 12: build one when it has none)
+            return result  # the environment step ran inside install_package
         try:
             venv, fetched = await venv_task
         except (InstallError, ArchiveError, OSError) as exc:
@@ -225,6 +237,7 @@ class WebUIService:
             self._log(info.id, f"venv archive {info.prebuilt['venv']} skipped: {exc}", "warning")
         else:
             if link_venv(target, venv):
+                await self._start_check(info, target, str(venv / "bin" / "python"))
                 record_in_marker(target, venv=str(venv), venv_archive=info.prebuilt["venv"])
                 result.notes.append(f"venv: {info.prebuilt['venv']} at {venv} "
                                     f"({'fetched' if fetched else 'shared copy, not fetched again'})")
@@ -232,14 +245,41 @@ class WebUIService:
                 self._log(info.id, "the package holds its own venv: the venv archive is kept for "
                           "other WebUIs but not used here")
             return result
-        if (target / "venv").is_dir():
-            return result  # the package brought one
-        self._log(info.id, f"building a venv ({venv_problem})")
-        await build_webui_venv_placeholder(info, target, log_path=self.install_log(info.id), bus=self.bus,
-                                           pip_args=pip_args, with_pip=with_pip)
+        self._log(info.id, f"preparing its Python ({venv_problem})")
+        try:
+            result.notes += await self._environment_step(info.id, pip_args)(target)
+        except BaseException:
+            (target / MARKER).unlink(missing_ok=True)  # no working Python: not installed
+            raise
         record_in_marker(target, venv=str(target / "venv"), venv_built=venv_problem)
         result.notes.append(f"venv built here ({venv_problem})")
         return result
+
+    async def _start_check(self, info: WebUIInfo, target: Path, python: str) -> None:
+        """The WebUI's own start check on a linked venv; a failure leaves it not installed."""
+        if not info.smoke_test:
+            return
+        log = StepLog(self.install_log(info.id), self.bus, f"webui:{info.id}")
+        try:
+            await smoke_test(log, [python if a == "{python}" else a for a in info.smoke_test], target,
+                             info.label)
+        except BaseException:
+            (target / MARKER).unlink(missing_ok=True)
+            raise
+
+    def _environment_step(self, webui: str, pip_args: Sequence[str]) -> Prepare:
+        """The venv + start-check step both install paths run before the marker."""
+        info = webui_info(webui)
+        settings = _settings(self.storage)
+        log = StepLog(self.install_log(webui), self.bus, f"webui:{info.id}")
+
+        async def prepare(staging: Path) -> list[str]:
+            return await prepare_environment(
+                staging, label=info.label, log=log, requirements=info.requirements,
+                extra=info.extra_requirements, torch_spec=getattr(settings, "webui_torch", "") or info.torch,
+                smoke=info.smoke_test, python=getattr(settings, "webui_python", ""), pip_args=pip_args)
+
+        return prepare
 
     async def install_extensions(self, webui: str, names: Sequence[str] | None = None,
                                  pip_args: Sequence[str] = ()) -> list[ExtensionResult]:
@@ -247,7 +287,8 @@ class WebUIService:
         exts = [e for e in info.extensions if names is None or e.name in names]
         wd = self.webui_dir(webui)
         return await install_extensions(wd, exts, extensions_dir=info.extensions_dir,
-                                        python=webui_python(wd), bus=self.bus, webui=info.id,
+                                        python=webui_python(wd, getattr(_settings(self.storage), "webui_python", "")),
+                                        bus=self.bus, webui=info.id,
                                         log_path=self.install_log(webui), pip_args=pip_args)
 
     async def update(self, webui: str, *, ref: str | None = None, extensions: bool = True) -> list[MoveResult]:
@@ -295,7 +336,8 @@ class WebUIService:
             self.link(webui)  # models added since the install appear
             spec = launch_spec(info.id, wd, port=port, gpu=gpu, args=list(args) if not isinstance(args, str) else args,
                                cpu=not _has_gpu() if cpu is None else cpu, env=env,
-                               ready_timeout=ready_timeout)
+                               ready_timeout=ready_timeout, outputs=self.storage.outputs_dir,
+                               python=getattr(_settings(self.storage), "webui_python", ""))
             proc = await self.manager.start(spec, wait=wait)
         else:
             proc = existing
@@ -363,29 +405,21 @@ class WebUIService:
             return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
 
 
-async def build_webui_venv_placeholder(info: WebUIInfo, webui_dir: Path, *, log_path: Path,
-                                       bus: EventBus, pip_args: Sequence[str], with_pip: bool) -> None:
-    """PLACEHOLDER for issue 12's venv builder (``sdpanel/webuis/_venv.py``: ``build_venv``
-    then ``smoke_test``), which the merge wires in here. Until then: the git path's own
-    steps, a venv of this interpreter plus the WebUI's requirements."""
-    from ._git import StepLog, _requirements
+def _settings(storage: StorageRoot) -> Any:
+    """The store's settings, None when they do not load (a bad setting elsewhere is
+    reported where it is used, not here)."""
+    from sdpanel.settings import load_settings
 
-    log = StepLog(log_path, bus, f"webui:{info.id}")
-    argv = [sys.executable, "-m", "venv", str(webui_dir / "venv")] + ([] if with_pip else ["--without-pip"])
-    await log.run("creating the venv", argv)
-    await _requirements(log, str(webui_dir / "venv" / "bin" / "python"),
-                        [webui_dir / r for r in info.requirements], pip_args)
+    try:
+        return load_settings(storage.path)
+    except ValueError:
+        return None
 
 
 def _configured_package_url(storage: StorageRoot) -> str | None:
     """The ``webui_package_url`` setting (``SDPANEL_WEBUI_PACKAGE_URL``: a mirror or a local
     server), used when an install names no source."""
-    from sdpanel.settings import load_settings
-
-    try:
-        return load_settings(storage.path).webui_package_url or None
-    except ValueError:  # a bad setting elsewhere is reported where it is used, not here
-        return None
+    return getattr(_settings(storage), "webui_package_url", "") or None
 
 
 def _is_package(source: str) -> bool:

@@ -186,6 +186,9 @@ def kernel_env(host: Host, servers: Servers, tmp: Path, webui: str = "comfyui",
         "SDPANEL_CIVITAI_BASE_URL": servers.civitai.base_url,
         "SDPANEL_HF_BASE_URL": servers.hf.endpoint,
         "SDPANEL_WEBUI_PACKAGE_URL": servers.package_urls[webui],
+        # The stub WebUI packages carry no venv: they run on this interpreter, named the
+        # way a user names an existing Python (launch never picks one in silence).
+        "SDPANEL_WEBUI_PYTHON": sys.executable,
         "STUB_WEBUI_DELAY": "0.2",
         "IPYTHONDIR": str(tmp / "ipython"),
         # No internet: anything that would leave loopback (git, pip) fails at once.

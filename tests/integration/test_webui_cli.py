@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +17,7 @@ import pytest
 
 from tests.fixtures.range_server import RangeServer
 from tests.fixtures.stub_tunnels import install_stub_tools
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.webui_packages import build_tree, make_tar, stub_repo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +65,6 @@ async def test_cli_install_launch_ps_logs_stop(cli, tmp_path: Path) -> None:
     again = cli("launch", "comfyui", "--wait").stdout  # already running: re-attached, same port
     assert f"local:   {local}" in again
     assert "stopped" in cli("stop", "comfyui").stdout
-    import time
 
     for _ in range(50):  # `stop` from another process also ends the tunnel it left behind
         if not psutil.pid_exists(tunnel_pid) or psutil.Process(tunnel_pid).status() == psutil.STATUS_ZOMBIE:
@@ -81,3 +83,52 @@ def test_cli_install_from_git_and_errors(cli, tmp_path: Path) -> None:
     assert "(git," in out
     again = cli("install", "comfyui", "--from", f"file://{repo}", "--no-extensions", check=False)
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+def test_cli_launch_without_wait_leaves_it_running(cli, tmp_path: Path) -> None:
+    pkg = make_tar(build_tree(tmp_path / "tree"), tmp_path / "ComfyUI.tar.zst")
+    with RangeServer() as srv:
+        srv.add_file(pkg.name, pkg)
+        cli("install", "comfyui", "--from", srv.url(pkg.name), "--no-extensions")
+    out = cli("launch", "comfyui", "--args", "--lowvram").stdout  # no --wait; a dash value
+    assert "comfyui: starting" in out
+
+    def running() -> list[dict[str, object]]:
+        return [p for p in json.loads(cli("ps", "--json").stdout) if p["alive"]]
+
+    wait_for(lambda: running(), timeout=30, what="the WebUI still running after `launch` returned")
+    rec = running()[0]
+    assert "--lowvram" in rec["cmdline"]  # type: ignore[operator]
+
+    async def answers() -> int:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{rec['port']}/system_stats") as r:
+            return r.status
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if asyncio.run(answers()) == 200:
+                break
+        except aiohttp.ClientError:
+            time.sleep(0.2)
+    assert asyncio.run(answers()) == 200
+    assert "stopped" in cli("stop", "comfyui").stdout
+
+
+def test_cli_prints_the_whole_multi_line_error(cli, tmp_path: Path) -> None:
+    pkg = make_tar(build_tree(tmp_path / "tree"), tmp_path / "ComfyUI.tar.zst")
+    with RangeServer() as srv:
+        srv.add_file(pkg.name, pkg)
+        cli("install", "comfyui", "--from", srv.url(pkg.name), "--no-extensions")
+    os.environ["STUB_WEBUI_IMPORT"] = "sdpanel_missing_mod"
+    try:
+        res = subprocess.run([sys.executable, "-m", "sdpanel", "launch", "comfyui", "--wait", "--storage",
+                              str(tmp_path / "store")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "SDPANEL_WEBUIS_DIR": str(tmp_path / "webuis"), "STUB_WEBUI_DELAY": "0.2"})
+    finally:
+        del os.environ["STUB_WEBUI_IMPORT"]
+    assert res.returncode == 1
+    err = res.stderr
+    assert err.startswith("error: comfyui cannot start") and "Last log lines:" in err
+    # the lines after "Last log lines:" are there, with the traceback's last line
+    assert "ModuleNotFoundError: No module named 'sdpanel_missing_mod'" in err

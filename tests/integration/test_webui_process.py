@@ -64,7 +64,7 @@ async def test_launch_ready_models_logs_stop(tmp_path: Path, store: StorageRoot,
     (store.kind_dir("loras") / "style" / "ink.safetensors").write_bytes(b"y")
     report = link_webui(store, wd, "comfyui")
     assert report.ok, report.summary()
-    spec = launch_spec("comfyui", wd, port=0, gpu=1, env=FAST)
+    spec = launch_spec("comfyui", wd, python=sys.executable, port=0, gpu=1, env=FAST)
     proc = await manager.start(spec)
     assert proc.state == "ready" and proc.port
     status, stats = await _get(f"{proc.url}/system_stats")
@@ -95,7 +95,7 @@ async def test_a1111_flavour_lists_linked_checkpoints(tmp_path: Path, store: Sto
     wd = build_tree(tmp_path / "forge", flavour="a1111")
     (store.kind_dir("checkpoints") / "flux.safetensors").write_bytes(b"x")
     link_webui(store, wd, "forge")
-    proc = await manager.start(launch_spec("forge", wd, port=0, env=FAST))
+    proc = await manager.start(launch_spec("forge", wd, python=sys.executable, port=0, env=FAST))
     _, models = await _get(f"{proc.url}/sdapi/v1/sd-models")
     assert [m["title"] for m in models] == ["flux.safetensors"]  # type: ignore[union-attr]
     assert "--api" in json.loads(manager.pid_path("forge").read_text())["cmdline"]
@@ -109,7 +109,7 @@ async def test_port_in_use_takes_next_free(tmp_path: Path, manager: ProcessManag
     blocker.listen()
     taken = blocker.getsockname()[1]
     try:
-        proc = await manager.start(launch_spec("comfyui", wd, port=taken, env=FAST))
+        proc = await manager.start(launch_spec("comfyui", wd, python=sys.executable, port=taken, env=FAST))
         assert proc.port != taken and proc.port > taken
         assert (await _get(f"{proc.url}/system_stats"))[0] == 200
     finally:
@@ -141,7 +141,7 @@ async def test_foreign_listener_on_our_port_is_not_ready(tmp_path: Path, manager
     wd = build_tree(tmp_path / "ComfyUI")
     try:
         with pytest.raises(WebUICrashed):
-            await manager.start(launch_spec("comfyui", wd, port=taken, env=FAST), auto_restart=False)
+            await manager.start(launch_spec("comfyui", wd, python=sys.executable, port=taken, env=FAST), auto_restart=False)
         assert "ready" not in _states(manager, "comfyui")
     finally:
         foreign.shutdown()
@@ -149,7 +149,7 @@ async def test_foreign_listener_on_our_port_is_not_ready(tmp_path: Path, manager
 
 async def test_crash_detected_with_exit_code_and_log(tmp_path: Path, manager: ProcessManager) -> None:
     wd = build_tree(tmp_path / "ComfyUI")
-    spec = launch_spec("comfyui", wd, port=0, env={**FAST, "STUB_WEBUI_CRASH": "1"})
+    spec = launch_spec("comfyui", wd, python=sys.executable, port=0, env={**FAST, "STUB_WEBUI_CRASH": "1"})
     with pytest.raises(WebUICrashed) as info:
         await manager.start(spec, auto_restart=False)
     err = info.value
@@ -161,7 +161,7 @@ async def test_crash_detected_with_exit_code_and_log(tmp_path: Path, manager: Pr
 
 async def test_crash_loop_stops_after_three_tries(tmp_path: Path, manager: ProcessManager) -> None:
     wd = build_tree(tmp_path / "ComfyUI")
-    spec = launch_spec("comfyui", wd, port=0, env={**FAST, "STUB_WEBUI_CRASH": "1"})
+    spec = launch_spec("comfyui", wd, python=sys.executable, port=0, env={**FAST, "STUB_WEBUI_CRASH": "1"})
     with pytest.raises(WebUICrashed, match="crashed 3 times") as info:
         await manager.start(spec)
     assert info.value.loop
@@ -173,7 +173,7 @@ async def test_crash_loop_stops_after_three_tries(tmp_path: Path, manager: Proce
 
 async def test_crash_after_ready_is_restarted(tmp_path: Path, manager: ProcessManager) -> None:
     wd = build_tree(tmp_path / "ComfyUI")
-    proc = await manager.start(launch_spec("comfyui", wd, port=0, env=FAST))
+    proc = await manager.start(launch_spec("comfyui", wd, python=sys.executable, port=0, env=FAST))
     first = proc.pid
     os.killpg(first, 9)  # the WebUI dies under the user
     for _ in range(100):
@@ -187,7 +187,7 @@ async def test_crash_after_ready_is_restarted(tmp_path: Path, manager: ProcessMa
 
 async def test_hang_times_out_and_is_stopped(tmp_path: Path, manager: ProcessManager) -> None:
     wd = build_tree(tmp_path / "ComfyUI")
-    spec = launch_spec("comfyui", wd, port=0, env={**FAST, "STUB_WEBUI_HANG": "1"}, ready_timeout=3)
+    spec = launch_spec("comfyui", wd, python=sys.executable, port=0, env={**FAST, "STUB_WEBUI_HANG": "1"}, ready_timeout=3)
     with pytest.raises(WebUIStartTimeout, match="did not answer /system_stats"):
         await manager.start(spec)
     proc = manager.procs["comfyui"]
@@ -196,7 +196,7 @@ async def test_hang_times_out_and_is_stopped(tmp_path: Path, manager: ProcessMan
 
 async def test_reattach_from_fresh_process(tmp_path: Path, store: StorageRoot, manager: ProcessManager) -> None:
     wd = build_tree(tmp_path / "ComfyUI")
-    proc = await manager.start(launch_spec("comfyui", wd, port=0, env=FAST))
+    proc = await manager.start(launch_spec("comfyui", wd, python=sys.executable, port=0, env=FAST))
     # A new kernel: a separate Python process re-attaches, reads the tail, stops it.
     script = textwrap.dedent(f"""
         import asyncio, json
@@ -234,7 +234,7 @@ async def test_start_without_wait_then_ready(tmp_path: Path, manager: ProcessMan
     import asyncio
 
     wd = build_tree(tmp_path / "ComfyUI")
-    proc = await manager.start(launch_spec("comfyui", wd, port=0, env={"STUB_WEBUI_DELAY": "1"}), wait=False)
+    proc = await manager.start(launch_spec("comfyui", wd, python=sys.executable, port=0, env={"STUB_WEBUI_DELAY": "1"}), wait=False)
     assert proc.state == "starting" and proc.pid and proc.port  # known at once for tunnels/links
     for _ in range(100):
         if proc.state == "ready":

@@ -6,8 +6,10 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from sdpanel._configs import load_config
-from sdpanel.webuis import launch_spec, tunnel_table, webui_info, webuis
+from sdpanel.webuis import NoWebUIPython, launch_spec, tunnel_table, webui_info, webuis
 
 
 def test_registry_covers_every_webui_in_the_same_order() -> None:
@@ -30,7 +32,11 @@ def test_ready_lines_match_what_the_launchers_print() -> None:
 
 
 def test_launch_spec_argv(tmp_path: Path) -> None:
-    spec = launch_spec("a1111", tmp_path, port=7861, gpu=2, args="--xformers --api", cpu=False)
+    # No venv and no webui_python setting: one sentence, never sdpanel's own interpreter.
+    with pytest.raises(NoWebUIPython, match=r"has no venv .*`sdpanel install a1111 --force`.*webui_python"):
+        launch_spec("a1111", tmp_path)
+    spec = launch_spec("a1111", tmp_path, port=7861, gpu=2, args="--xformers --api", cpu=False,
+                       python=sys.executable)
     assert spec.argv[:4] == [sys.executable, "launch.py", "--port", "{port}"]
     assert spec.argv.count("--api") == 1 and spec.argv[-1] == "--api" and "--xformers" in spec.argv
     assert spec.port == 7861 and spec.gpu == 2 and spec.probe == "/internal/ping"
@@ -39,6 +45,20 @@ def test_launch_spec_argv(tmp_path: Path) -> None:
     cpu = launch_spec("comfyui", tmp_path, cpu=True)
     assert cpu.argv[0] == str(tmp_path / "venv" / "bin" / "python") and "--cpu" in cpu.argv
     assert cpu.port == 8188
+    with pytest.raises(NoWebUIPython, match="neither a venv nor a Python interpreter"):
+        launch_spec("comfyui", tmp_path, python=str(tmp_path / "nope"))
+    # A venv folder or an interpreter both work for the setting.
+    assert launch_spec("comfyui", tmp_path, python=str(tmp_path / "venv")).argv[0] == str(tmp_path / "venv" / "bin" / "python")
+
+
+def test_launch_args_keep_options_whole(tmp_path: Path) -> None:
+    """A user's --preview-method replaces the default one with its value (no stray 'auto'),
+    and ComfyUI saves into the store's outputs (one copy of every image)."""
+    spec = launch_spec("comfyui", tmp_path, python=sys.executable, args="--preview-method latent2rgb --lowvram",
+                       outputs=tmp_path / "store" / "outputs")
+    assert "auto" not in spec.argv and spec.argv[-3:] == ["--preview-method", "latent2rgb", "--lowvram"]
+    i = spec.argv.index("--output-directory")
+    assert spec.argv[i + 1] == str(tmp_path / "store" / "outputs")
 
 
 def test_tunnel_regexes_and_auth() -> None:
