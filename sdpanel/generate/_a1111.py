@@ -37,6 +37,8 @@ class A1111Backend(HTTPBackend):
         req = job.request
         s = await self.session()
         endpoint = "txt2img" if req.mode == "txt2img" else "img2img"
+        if req.checkpoint:
+            await self._ensure_checkpoint(s, req.checkpoint)
         call = asyncio.ensure_future(self._post(s, endpoint, payload(req, job.seed)))
         try:
             while True:
@@ -58,6 +60,37 @@ class A1111Backend(HTTPBackend):
             return [base64.b64decode(b64.split(",", 1)[-1]) for b64 in body.get("images", [])[:want]]
         except (binascii.Error, ValueError, AttributeError):
             raise BackendError("A1111 answered with images that are not base64") from None
+
+    async def _listed(self, s: aiohttp.ClientSession) -> set[str]:
+        """Every name ``sd_model_checkpoint`` takes for the checkpoints the WebUI lists:
+        the relative file name (the title without its `` [hash]``), the model name and the
+        file's own name."""
+        async with s.get(f"{self.url}/sdapi/v1/sd-models") as r:
+            if r.status != 200:
+                return set()
+            models = await r.json(content_type=None)
+        names: set[str] = set()
+        for m in models if isinstance(models, list) else []:
+            title = str(m.get("title") or "")
+            names |= {title, title.rsplit(" [", 1)[0], str(m.get("model_name") or ""),
+                      Path(str(m.get("filename") or "")).name}
+        return names - {""}
+
+    async def _ensure_checkpoint(self, s: aiohttp.ClientSession, checkpoint: str) -> None:
+        """A1111 / Forge drop an ``sd_model_checkpoint`` override naming a checkpoint they do
+        not list and generate with the loaded one, saying nothing; they list only what was
+        there at launch (or at the last refresh). So: refresh once when the checkpoint is
+        not listed (a file added to the store since), then refuse with the cause."""
+        if checkpoint in await self._listed(s):
+            return
+        async with s.post(f"{self.url}/sdapi/v1/refresh-checkpoints") as r:
+            await r.read()
+        listed = await self._listed(s)
+        if checkpoint not in listed:
+            raise BackendError(
+                f"{self.name} does not list the checkpoint {checkpoint!r}, even after refreshing "
+                "its list (it would generate with another model): put the file in the store's "
+                "checkpoints folder and relaunch the WebUI linked to the store, or pick one it lists")
 
     async def _post(self, s: aiohttp.ClientSession, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
         async with s.post(f"{self.url}/sdapi/v1/{endpoint}", json=data) as r:

@@ -105,12 +105,15 @@ def _hoist_single_top(staging: Path) -> None:
         tmp.rename(staging)
 
 
-_VERSION_FILES = (("comfyui_version.py", re.compile(r"""__version__\s*=\s*['"]([^'"]+)['"]""")),)
+_VERSION_FILES = (("comfyui_version.py", re.compile(r"""__version__\s*=\s*['"]([^'"]+)['"]""")),
+                  # Forge: its launcher prints "f" + this + "-" + A1111's git tag.
+                  ("modules_forge/forge_version.py", re.compile(r"""^version\s*=\s*['"]([^'"]+)['"]""", re.M)))
 
 
 def installed_version(root: Path) -> str:
     """What is really installed: the WebUI's own version file (ComfyUI's
-    ``comfyui_version.py``), else ``git describe`` of its checkout; "" when neither says."""
+    ``comfyui_version.py``, Forge's ``modules_forge/forge_version.py``), else ``git describe``
+    of its checkout; "" when neither says."""
     for name, pattern in _VERSION_FILES:
         with contextlib.suppress(OSError):
             m = pattern.search((root / name).read_text(encoding="utf-8", errors="replace"))

@@ -54,6 +54,9 @@ class WebUIInfo:
     """{"package": zip, "venv": venv archive} in the registry's Hugging Face repo."""
     extra_requirements: list[str] = field(default_factory=list)
     """Packages the WebUI imports without listing them (ComfyUI 0.3.64: requests)."""
+    requirements_drop: list[str] = field(default_factory=list)
+    """Requirement names left out of ``requirements`` (Forge pins setuptools==69.5.1, which
+    torch >= 2.6 refuses: it needs setuptools >= 77.0.3)."""
     torch: str = "torch torchvision"
     """The default torch spec (setting ``webui_torch`` overrides it)."""
     smoke_test: list[str] = field(default_factory=list)

@@ -277,7 +277,8 @@ class WebUIService:
             return await prepare_environment(
                 staging, label=info.label, log=log, requirements=info.requirements,
                 extra=info.extra_requirements, torch_spec=getattr(settings, "webui_torch", "") or info.torch,
-                smoke=info.smoke_test, python=getattr(settings, "webui_python", ""), pip_args=pip_args)
+                smoke=info.smoke_test, python=getattr(settings, "webui_python", ""), pip_args=pip_args,
+                drop=info.requirements_drop)
 
         return prepare
 

@@ -124,8 +124,11 @@ def _fail(step: str, exc: StepError, fix: str) -> VenvError:
 async def build_venv(venv_dir: Path, *, log: StepLog, requirements: Sequence[Path] = (),
                      torch_spec: Sequence[str] = ("torch", "torchvision"),
                      extra: Sequence[str] = (), base_python: str | None = None,
-                     reuse_host_torch: bool = True, pip_args: Sequence[str] = ()) -> VenvReport:
-    """Create ``venv_dir`` and install torch + ``requirements`` + ``extra`` into it."""
+                     reuse_host_torch: bool = True, pip_args: Sequence[str] = (),
+                     drop: Sequence[str] = ()) -> VenvReport:
+    """Create ``venv_dir`` and install torch + ``requirements`` + ``extra`` into it.
+    ``drop``: requirement names left out besides the torch family (the registry's
+    ``requirements_drop``: pins that cannot go with the torch installed)."""
     base = base_python or getattr(sys, "_base_executable", sys.executable)
     kept = await host_torch(log, base) if reuse_host_torch else {}
     argv = [base, "-m", "venv", str(venv_dir)]
@@ -151,8 +154,8 @@ async def build_venv(venv_dir: Path, *, log: StepLog, requirements: Sequence[Pat
         if not req.is_file():
             continue
         filtered = venv_dir / f"sdpanel-{req.parent.name}-{req.name}"
-        filtered.write_text(filter_requirements(req.read_text(encoding="utf-8", errors="replace")),
-                            encoding="utf-8")
+        filtered.write_text(filter_requirements(req.read_text(encoding="utf-8", errors="replace"),
+                                                (*TORCH_FAMILY, *drop)), encoding="utf-8")
         try:
             report.installer = await pip_install(log, python, ["-r", str(filtered), "-c", str(pins),
                                                                *pip_args], f"installing {req.name}",
@@ -187,7 +190,7 @@ async def smoke_test(log: StepLog, argv: Sequence[str], cwd: Path, what: str) ->
 async def prepare_environment(staging: Path, *, label: str, log: StepLog,
                               requirements: Sequence[str], extra: Sequence[str], torch_spec: str,
                               smoke: Sequence[str], python: str = "",
-                              pip_args: Sequence[str] = ()) -> list[str]:
+                              pip_args: Sequence[str] = (), drop: Sequence[str] = ()) -> list[str]:
     """The install's environment step, on the staging folder before the marker: the
     interpreter the ``webui_python`` setting names, else the package's own venv, else a
     venv built here; then the WebUI's start check. Returns notes for the install result."""
@@ -207,7 +210,8 @@ async def prepare_environment(staging: Path, *, label: str, log: StepLog,
         log.write(f"{label} has no venv: building one (torch: {torch_spec})")
         report = await build_venv(staging / "venv", log=log,
                                   requirements=[staging / r for r in requirements],
-                                  torch_spec=torch_spec.split(), extra=extra, pip_args=pip_args)
+                                  torch_spec=torch_spec.split(), extra=extra, pip_args=pip_args,
+                                  drop=drop)
         interpreter = report.python
         how = "the host's" if report.host_torch else report.installer
         notes.append(f"built venv/ with {how} torch "
