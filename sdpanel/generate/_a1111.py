@@ -39,7 +39,8 @@ class A1111Backend(HTTPBackend):
         endpoint = "txt2img" if req.mode == "txt2img" else "img2img"
         if req.checkpoint:
             await self._ensure_checkpoint(s, req.checkpoint)
-        call = asyncio.ensure_future(self._post(s, endpoint, payload(req, job.seed)))
+        forge = bool(req.vae) and await self._forge_vae(s, req.vae)
+        call = asyncio.ensure_future(self._post(s, endpoint, payload(req, job.seed, forge_modules=forge)))
         try:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=self.poll_interval)
@@ -92,6 +93,21 @@ class A1111Backend(HTTPBackend):
                 "its list (it would generate with another model): put the file in the store's "
                 "checkpoints folder and relaunch the WebUI linked to the store, or pick one it lists")
 
+    async def _forge_vae(self, s: aiohttp.ClientSession, vae: str) -> bool:
+        """True on Forge (it answers ``/sdapi/v1/sd-modules``), which ignores ``sd_vae``
+        ("Managed by Forge") and takes the VAE as ``forge_additional_modules``; it knows only
+        the VAEs found at launch (no API call refreshes that list), and drops an unknown
+        name in silence, so refuse one it does not list."""
+        async with s.get(f"{self.url}/sdapi/v1/sd-modules") as r:
+            if r.status != 200:
+                return False  # A1111 and the like: sd_vae
+            modules = await r.json(content_type=None)
+        names = {str(m.get("model_name")) for m in modules if isinstance(m, dict)} if isinstance(modules, list) else set()
+        if Path(vae).name not in names:
+            raise BackendError(f"{self.name} does not list the VAE {vae!r} (Forge lists the VAEs "
+                               "found at its launch): relaunch it, linked to the store, after adding the file")
+        return True
+
     async def _post(self, s: aiohttp.ClientSession, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
         async with s.post(f"{self.url}/sdapi/v1/{endpoint}", json=data) as r:
             body = await r.json(content_type=None)
@@ -124,11 +140,14 @@ class A1111Backend(HTTPBackend):
                 report.preview(base64.b64decode(image), "image/png")
 
 
-def payload(req: JobRequest, seed: int) -> dict[str, Any]:
-    """The ``/sdapi/v1`` request body for ``req`` (LoRAs as ``<lora:name:weight>`` tags)."""
+def payload(req: JobRequest, seed: int, forge_modules: bool = False) -> dict[str, Any]:
+    """The ``/sdapi/v1`` request body for ``req`` (LoRAs as ``<lora:name:weight>`` tags).
+    ``forge_modules``: the VAE goes as Forge's ``forge_additional_modules`` (file names)."""
     prompt = req.prompt + "".join(f" <lora:{Path(lo.name).stem}:{lo.weight:g}>" for lo in req.loras)
     settings: dict[str, Any] = {"sd_model_checkpoint": req.checkpoint}
-    if req.vae:
+    if req.vae and forge_modules:
+        settings["forge_additional_modules"] = [Path(req.vae).name]
+    elif req.vae:
         settings["sd_vae"] = req.vae
     data: dict[str, Any] = {
         "prompt": prompt, "negative_prompt": req.negative_prompt, "seed": seed,
