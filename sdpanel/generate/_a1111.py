@@ -62,13 +62,13 @@ class A1111Backend(HTTPBackend):
         except (binascii.Error, ValueError, AttributeError):
             raise BackendError("A1111 answered with images that are not base64") from None
 
-    async def _listed(self, s: aiohttp.ClientSession) -> set[str]:
+    async def _listed(self, s: aiohttp.ClientSession) -> set[str] | None:
         """Every name ``sd_model_checkpoint`` takes for the checkpoints the WebUI lists:
         the relative file name (the title without its `` [hash]``), the model name and the
-        file's own name."""
+        file's own name. None when it does not answer the list (the job's own call says why)."""
         async with s.get(f"{self.url}/sdapi/v1/sd-models") as r:
             if r.status != 200:
-                return set()
+                return None
             models = await r.json(content_type=None)
         names: set[str] = set()
         for m in models if isinstance(models, list) else []:
@@ -82,12 +82,13 @@ class A1111Backend(HTTPBackend):
         not list and generate with the loaded one, saying nothing; they list only what was
         there at launch (or at the last refresh). So: refresh once when the checkpoint is
         not listed (a file added to the store since), then refuse with the cause."""
-        if checkpoint in await self._listed(s):
+        listed = await self._listed(s)
+        if listed is None or checkpoint in listed:
             return
         async with s.post(f"{self.url}/sdapi/v1/refresh-checkpoints") as r:
             await r.read()
         listed = await self._listed(s)
-        if checkpoint not in listed:
+        if listed is not None and checkpoint not in listed:
             raise BackendError(
                 f"{self.name} does not list the checkpoint {checkpoint!r}, even after refreshing "
                 "its list (it would generate with another model): put the file in the store's "
@@ -129,7 +130,8 @@ class A1111Backend(HTTPBackend):
             return  # the main call reports a dead server; a missed poll is harmless
         state = data.get("state") or {}
         steps = int(state.get("sampling_steps") or 0)
-        if steps:
+        # Idle (job_count 0) Forge keeps the last job's counters: they are not this job's.
+        if steps and int(state.get("job_count") or 0) != 0:
             # A1111's own step count (img2img runs steps x denoise), over every batch.
             jobs = max(1, int(state.get("job_count") or 1))
             step = int(state.get("job_no") or 0) * steps + int(state.get("sampling_step") or 0)

@@ -275,7 +275,9 @@ async def probe(url: str, timeout: float = 3.0) -> bool:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s, \
                 s.get(url) as r:
-            return r.status < 500
+            # 404: the server is up but the probed route is not yet (Forge answers
+            # /sdapi/v1/* with 404 until it has added its API, after Gradio starts).
+            return r.status < 500 and r.status != 404
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
         return False
 
