@@ -21,7 +21,7 @@ from aiohttp import web
 from sdpanel.generate import GenerationFailed, generate, get_service
 from sdpanel.generate._png import image_info
 from sdpanel.storage import StorageRoot
-from tests.fixtures.forge_protocol import load_recorded, shape
+from tests.fixtures.forge_protocol import load_recorded, post_json, shape
 from tests.fixtures.stub_a1111 import StubA1111
 from tests.fixtures.stub_comfyui import ThreadedApp
 
@@ -84,14 +84,6 @@ def _get(url: str) -> Any:
     return asyncio.run(go())
 
 
-def _post(url: str, body: Any) -> tuple[int, Any]:
-    async def go() -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as s, s.post(url, json=body) as r:
-            return r.status, await r.json(content_type=None)
-
-    return asyncio.run(go())
-
-
 def test_the_recording_is_of_a_real_tiny_job() -> None:
     [b64] = REC["txt2img"]["images"]
     info = image_info(base64.b64decode(b64))
@@ -107,7 +99,7 @@ def test_stub_answers_have_the_real_shape() -> None:
         assert shape(_get(f"{stub.url}/sdapi/v1/sd-models")) == shape(REC["sd-models"])
         out: dict[str, Any] = {}
         body = {"prompt": "x", "steps": 3, "width": 64, "height": 64, "sampler_name": "Euler"}
-        worker = threading.Thread(target=lambda: out.update(r=_post(f"{stub.url}/sdapi/v1/txt2img", body)))
+        worker = threading.Thread(target=lambda: out.update(r=post_json(f"{stub.url}/sdapi/v1/txt2img", body)))
         worker.start()
         running = None
         for _ in range(100):
@@ -128,7 +120,7 @@ def test_stub_answers_have_the_real_shape() -> None:
 
 def test_stub_takes_an_unknown_sampler_as_forge_does() -> None:
     with StubA1111() as stub:
-        status, body = _post(f"{stub.url}/sdapi/v1/txt2img", {"prompt": "x", "steps": 1, "sampler_name": "Nope"})
+        status, body = post_json(f"{stub.url}/sdapi/v1/txt2img", {"prompt": "x", "steps": 1, "sampler_name": "Nope"})
     assert {"status": status, "sampler_name": json.loads(body["info"])["sampler_name"]} == REC["bad_sampler"]
 
 

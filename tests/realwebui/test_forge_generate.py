@@ -27,7 +27,7 @@ from sdpanel.webuis import installed_info
 from tests.fixtures.comfy_live import CKPT, VAE
 from tests.fixtures.forge_env import forge_tarball, have_forge_snapshot
 from tests.fixtures.forge_live import Forge, git_forge
-from tests.fixtures.forge_protocol import RECORDED, load_recorded, shape, strip_recording
+from tests.fixtures.forge_protocol import RECORDED, load_recorded, post_json, shape, strip_recording
 
 TINY = ("--steps", "2", "--width", "64", "--height", "64", "--cfg", "2", "--sampler", "euler")
 RECORD = os.environ.get("SDPANEL_RECORD_FORGE") == "1"
@@ -52,14 +52,6 @@ def _call(method: str, url: str, body: Any = None, timeout: float = 1500) -> Any
                 s.request(method, url, json=body) as r:
             assert r.status == 200, await r.text()
             return await r.json()
-
-    return asyncio.run(go())
-
-
-def _raw_post(url: str, body: Any) -> tuple[int, Any]:
-    async def go() -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as s, s.post(url, json=body) as r:
-            return r.status, await r.json(content_type=None)
 
     return asyncio.run(go())
 
@@ -146,7 +138,7 @@ def test_raw_api_answers_match_the_recording(forge: Forge) -> None:
     assert samples, "no progress sample showed a running job"
     # An unknown sampler is no error to Forge: it runs its default sampler, in silence
     # (sdpanel validates the name before sending).
-    status, bad = _raw_post(f"{forge.url}/sdapi/v1/txt2img", {**body, "sampler_name": "Nope"})
+    status, bad = post_json(f"{forge.url}/sdapi/v1/txt2img", {**body, "sampler_name": "Nope"})
     rec = {"txt2img": txt, "progress_idle": idle, "progress_running": samples[-1],
            "bad_sampler": {"status": status, "sampler_name": json.loads(bad["info"])["sampler_name"]}}
     forge.extra["recording"].update(rec)
