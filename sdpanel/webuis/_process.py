@@ -50,7 +50,7 @@ def start_failure_cause(name: str, tail: list[str]) -> str | None:
                     "arguments (--args, the launch_args setting) and launch again")
         if m := _NO_MODULE.search(line):
             return (f"the Python it runs on lacks the module {m.group(1)!r}: install it into the "
-                    f"WebUI's venv, reinstall ({'`sdpanel install ' + name + ' --force`'}), or set "
+                    f"WebUI's venv, reinstall (`sdpanel install {name} --force`), or set "
                     "webui_python to a Python that has it")
     return None
 

@@ -165,7 +165,7 @@ def launch_spec(webui: str, webui_dir: str | Path, *, name: str | None = None, p
     argv += extra
     return LaunchSpec(name=name or info.id, webui_dir=wd, argv=argv,
                       port=info.port if port is None else port, probe=info.probe, gpu=gpu,
-                      env={**_venv_env(Path(python)), **(env or {})}, ready_timeout=ready_timeout)
+                      env={**_venv_env(Path(interpreter)), **(env or {})}, ready_timeout=ready_timeout)
 
 
 def _venv_env(python: Path) -> dict[str, str]:

@@ -198,7 +198,7 @@ class WebUIService:
         result = await install_git(repo, self.webui_dir(info.id), webui=info.id, ref=ref, commit=commit,
                                    bus=self.bus, log_path=self.install_log(info.id), venv=False,
                                    requirements=(), replace=replace,
-                                   prepare=self._environment_step(info.id, pip_args))
+                                   prepare=self._environment_step(info.id, pip_args, with_pip))
         record_in_marker(Path(result.path), ref=ref or "")  # what `update` follows
         return result
 
@@ -218,7 +218,7 @@ class WebUIService:
             # Without a venv archive, the venv + start check run before the marker; with
             # one, after the archive is linked in (below).
             result = await install_package(url, target, webui=info.id, bus=self.bus, replace=replace,
-                                           prepare=None if venv_url else self._environment_step(info.id, pip_args))
+                                           prepare=None if venv_url else self._environment_step(info.id, pip_args, with_pip))
         except BaseException:
             if venv_task is not None:  # no package, no use for its venv now
                 venv_task.cancel()
@@ -247,7 +247,7 @@ class WebUIService:
             return result
         self._log(info.id, f"preparing its Python ({venv_problem})")
         try:
-            result.notes += await self._environment_step(info.id, pip_args)(target)
+            result.notes += await self._environment_step(info.id, pip_args, with_pip)(target)
         except BaseException:
             (target / MARKER).unlink(missing_ok=True)  # no working Python: not installed
             raise
@@ -267,7 +267,7 @@ class WebUIService:
             (target / MARKER).unlink(missing_ok=True)
             raise
 
-    def _environment_step(self, webui: str, pip_args: Sequence[str]) -> Prepare:
+    def _environment_step(self, webui: str, pip_args: Sequence[str], with_pip: bool = True) -> Prepare:
         """The venv + start-check step both install paths run before the marker."""
         info = webui_info(webui)
         settings = _settings(self.storage)
@@ -278,7 +278,7 @@ class WebUIService:
                 staging, label=info.label, log=log, requirements=info.requirements,
                 extra=info.extra_requirements, torch_spec=getattr(settings, "webui_torch", "") or info.torch,
                 smoke=info.smoke_test, python=getattr(settings, "webui_python", ""), pip_args=pip_args,
-                drop=info.requirements_drop)
+                drop=info.requirements_drop, packages=with_pip)
 
         return prepare
 

@@ -190,10 +190,13 @@ async def smoke_test(log: StepLog, argv: Sequence[str], cwd: Path, what: str) ->
 async def prepare_environment(staging: Path, *, label: str, log: StepLog,
                               requirements: Sequence[str], extra: Sequence[str], torch_spec: str,
                               smoke: Sequence[str], python: str = "",
-                              pip_args: Sequence[str] = (), drop: Sequence[str] = ()) -> list[str]:
+                              pip_args: Sequence[str] = (), drop: Sequence[str] = (),
+                              packages: bool = True) -> list[str]:
     """The install's environment step, on the staging folder before the marker: the
     interpreter the ``webui_python`` setting names, else the package's own venv, else a
-    venv built here; then the WebUI's start check. Returns notes for the install result."""
+    venv built here; then the WebUI's start check. ``packages=False`` (the API's
+    ``with_pip=False``) builds a bare venv the caller fills, so there is nothing to check
+    yet: the note says the start check was skipped. Returns notes for the install result."""
     from ._registry import configured_python
     from ._relocate import find_venvs, fix_relocated_venv
 
@@ -206,6 +209,11 @@ async def prepare_environment(staging: Path, *, label: str, log: StepLog,
         fix_relocated_venv(venvs[0])  # fixed again for its final place by finish_install
         interpreter = str(venvs[0] / "bin" / "python")
         notes.append(f"runs on the venv that came with it ({venvs[0].name}/)")
+    elif not packages:
+        log.write(f"{label} has no venv: building a bare one (installing without packages)")
+        await build_venv(staging / "venv", log=log, torch_spec=(), reuse_host_torch=False)
+        notes.append(f"built a bare venv/ (no packages); {label}'s start check skipped")
+        return notes
     else:
         log.write(f"{label} has no venv: building one (torch: {torch_spec})")
         report = await build_venv(staging / "venv", log=log,

@@ -33,7 +33,7 @@ async def test_install_falls_back_package_then_git_with_extensions(
                                     Extension("broken-node", f"file://{tmp_path}/nope")])
         res = await svc.install("comfyui", with_pip=False)
     assert res.method == "git" and res.version == head
-    assert "extension good-node: ok" in res.notes
+    assert "extension good-node: installed" in res.notes  # what happened to it, not just "ok"
     assert any(n.startswith("extension broken-node: git fetch failed") for n in res.notes)
     wd = svc.webui_dir("comfyui")
     assert (wd / "custom_nodes" / "good-node" / "__init__.py").is_file()

@@ -24,6 +24,13 @@ COMFY_VENV = webui_info("comfyui").prebuilt["venv"]  # python31312-…: the name
 SHARED_VENV = webui_info("forge").prebuilt["venv"]  # A1111, Forge and SD-UX name the same one
 
 
+@pytest.fixture(autouse=True)
+def _venvs_are_the_webuis_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session points stub WebUIs at the test interpreter (tests/conftest.py); these tests
+    # are about the venv an install links or builds, which that setting would override.
+    monkeypatch.delenv("SDPANEL_WEBUI_PYTHON", raising=False)
+
+
 @pytest.fixture
 def hf(monkeypatch: pytest.MonkeyPatch):
     with HFServer() as server:
