@@ -75,6 +75,6 @@ def test_forge_neo_and_sd_ux_have_their_own_entries(tmp_path: Path) -> None:
     assert (neo.repository, neo.ref) == ("https://github.com/Haoming02/sd-webui-forge-classic", "neo")
     assert classic.ref == "classic" and classic.repository == neo.repository
     assert ux.repository == "https://github.com/anapnoe/stable-diffusion-webui-ux" and ux.api == "a1111"
-    spec = launch_spec("forge-neo", tmp_path, port=7861, cpu=True)
+    spec = launch_spec("forge-neo", tmp_path, port=7861, cpu=True, python=sys.executable)
     assert "--always-cpu" in spec.argv and "--api" in spec.argv
-    assert "--use-cpu" in launch_spec("sd-ux", tmp_path, cpu=True).argv
+    assert "--use-cpu" in launch_spec("sd-ux", tmp_path, cpu=True, python=sys.executable).argv

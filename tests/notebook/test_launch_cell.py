@@ -36,8 +36,9 @@ def test_launch_parameter_starts_the_webui_headless(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / "launch.ipynb"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDPANEL_")}
+    # The stub WebUI runs on this interpreter, named as a user names an existing Python.
     env.update(SDPANEL_STORAGE=str(store), SDPANEL_PLATFORM="local", SDPANEL_WEBUIS_DIR=str(webuis),
-               STUB_WEBUI_DELAY="0.3", SDPANEL_WEBUI_PORT=str(free_port()), PIP_NO_INDEX="1", http_proxy="http://127.0.0.1:9",
+               SDPANEL_WEBUI_PYTHON=sys.executable, STUB_WEBUI_DELAY="0.3", SDPANEL_WEBUI_PORT=str(free_port()), PIP_NO_INDEX="1", http_proxy="http://127.0.0.1:9",
                https_proxy="http://127.0.0.1:9")
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebook" / "SDPanel.ipynb"), str(out),
            "--cwd", str(ROOT / "notebook"), "--kernel", "python3", "-p", "LAUNCH", "True"]
