@@ -28,7 +28,7 @@ from ._errors import DownloadError, disk_error, redact_text
 from ._http_job import NET_ERRORS, Changed, HttpJob, total_from, validator_of
 from ._naming import filename_from_content_disposition
 from ._range_worker import RangeWorker
-from ._segments import HashCursor, SegmentMap, plan_parts
+from ._segments import HashCursor, SegmentMap, hash_rate, plan_parts
 from ._single import single_stream
 
 __all__ = ["PythonEngine"]
@@ -209,7 +209,7 @@ class _Job(HttpJob):
             self.fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
             if smap is None:
                 parts = plan_parts(self.size, self.t.connections, self.latency,
-                                   self.eng.min_part)
+                                   self.eng.min_part, hash_rate())
                 smap = SegmentMap.fresh(self.size, parts, self.eng.min_part,
                                         rounds=parts // max(1, self.t.connections))
                 # Sparse: no zero-filling of large files. Never truncate to 0 first: on
