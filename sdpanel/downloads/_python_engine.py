@@ -208,8 +208,11 @@ class _Job(HttpJob):
         try:
             self.fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
             if smap is None:
+                # Half the idle hash speed: the last round is hashed while the machine still
+                # receives and writes the others' bytes (measured here: 1.8 GB/s idle, the
+                # tail of a 2-round 256 MiB download ~0.9 GB/s).
                 parts = plan_parts(self.size, self.t.connections, self.latency,
-                                   self.eng.min_part, hash_rate())
+                                   self.eng.min_part, hash_rate() / 2)
                 smap = SegmentMap.fresh(self.size, parts, self.eng.min_part,
                                         rounds=parts // max(1, self.t.connections))
                 # Sparse: no zero-filling of large files. Never truncate to 0 first: on

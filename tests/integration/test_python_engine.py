@@ -144,9 +144,9 @@ async def test_slow_connection_never_holds_up_the_hash(tmp_path: Path) -> None:
     assert eng.last_stats["hash_tail_bytes"] <= len(data) // 2, eng.last_stats
 
 
-@pytest.mark.parametrize(("rate", "rounds"), [(4e9, 1), (0.2e9, 2)])
+@pytest.mark.parametrize(("rate", "fewest", "most"), [(4e9, 1, 1), (0.2e9, 2, 64)])
 async def test_rounds_follow_this_machines_hash_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      rate: float, rounds: int) -> None:
+                                                      rate: float, fewest: int, most: int) -> None:
     """A fast hasher finishes a small file's hash at once: one request per connection
     (each extra round costs every connection a first-byte wait); a slow one gets rounds,
     so the hash follows the transfer instead of starting at its end."""
@@ -162,7 +162,7 @@ async def test_rounds_follow_this_machines_hash_speed(tmp_path: Path, monkeypatc
         await eng.close()
     assert res.sha256 == run.t.sha256
     planned = len(run.journal["segments"]) - eng.last_stats["splits"]
-    assert planned == 8 * rounds
+    assert 8 * fewest <= planned <= 8 * most and planned % 8 == 0
 
 
 async def test_server_ignoring_ranges_gives_one_stream(server: RangeServer,
