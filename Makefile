@@ -37,7 +37,8 @@ $(BIN)/python:
 
 # The front end is built before the editable install so the wheel hook finds it built.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -e ".[test,lab]"
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e ".[test,lab,engine]"
 	touch $@
 
 node_modules/.package-lock.json: package.json package-lock.json

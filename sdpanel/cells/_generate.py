@@ -1,4 +1,5 @@
-"""The Generate cell: images from the running WebUI through sdpanel's job queue. (Its
+"""The Generate cell: images from the running WebUI (or, with none, the built-in engine)
+through sdpanel's job queue. (Its
 notebook builder is not in SDPanel.ipynb: the notebook is capped at five cells; a cell that
 calls ``sdpanel.cells.generate(PROMPT, ...)`` is all it takes.)
 
@@ -23,6 +24,29 @@ class GenerateCellError(RuntimeError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"GenerateCellError: {self}"]
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``steps=20 width=768 negative_prompt="blurry hands"`` → job fields (numbers as
+    numbers); validation then names any bad field."""
+    import json
+    import shlex
+
+    fields: dict[str, Any] = {}
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise GenerateCellError(f"GENERATE_OPTIONS cannot be read ({exc}): write name=value pairs "
+                                "separated by spaces, quoting values with spaces.") from None
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name:
+            raise GenerateCellError(f"GENERATE_OPTIONS: {word!r} is not name=value (e.g. steps=20).")
+        try:
+            fields[name] = json.loads(value) if value[:1] in "-0123456789" else value
+        except ValueError:
+            fields[name] = value
+    return fields
 
 
 def _job_fields(prompt: str, params: dict[str, Any], checkpoints: list[str]) -> dict[str, Any]:
@@ -90,7 +114,8 @@ def _generate_headless(prompt: str, params: dict[str, Any]) -> Any:
         raise GenerateCellError(redact(f"The job was refused: {fields}. Fix it in this cell and run it again.")) from None
     except gen.NoBackendError:
         raise GenerateCellError("No WebUI is running: launch one with the Launch cell (LAUNCH = True, "
-                                "KEEP_ALIVE off for a headless run) and run this cell again.") from None
+                                "KEEP_ALIVE off for a headless run), or install the built-in engine "
+                                "(pip install 'sdpanel[engine]'), and run this cell again.") from None
     except (gen.GenerationFailed, gen.QueueFullError) as exc:
         raise GenerateCellError(redact(f"{exc}; fix the cause and run this cell again.")) from None
     print(f"Generate: done, seed {result.seed}, {len(result.images)} image(s):")

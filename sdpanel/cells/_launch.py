@@ -8,7 +8,9 @@ WebUI install downloads gigabytes, so running the notebook on its defaults (pape
 Interactive, the cell returns at once with the Panel on its Launch tab; with ``launch`` on,
 the install (if needed) and the start run in the background and show there. Headless, it
 installs if needed, starts, waits until the WebUI answers, prints the links and, while
-``keep_alive`` is on, blocks as long as the WebUI runs. A failure ends the cell with one
+``keep_alive`` is on, blocks as long as the WebUI runs. ``generate`` (``GENERATE``) is a
+prompt made into images here: on the WebUI once it answers, or with LAUNCH off on the
+built-in engine (no WebUI at all; headless it blocks until the PNGs are saved). A failure ends the cell with one
 sentence naming the cause and the fix (no traceback).
 """
 
@@ -77,9 +79,25 @@ def _show_panel(settings: Any, start: bool) -> None:
                            "tunnels": tunnels}, install_missing=True)
             except Exception as exc:  # noqa: BLE001 - shown on the tab; the cell still shows the panel
                 panel.toast(str(exc), level="error")
+    if settings.generate.strip() and not start:
+        # With LAUNCH on the WebUI is still starting: queueing now would hand the job to
+        # the built-in engine, so the prompt waits for the user on the Generate tab.
+        from sdpanel.generate._validate import list_models
+        from sdpanel.panels._generate_tab import controller as generate_controller
+        from sdpanel.panels._services import storage_root
+
+        from ._generate import _job_fields, parse_options
+
+        # Queued like a click on Generate: a running WebUI, else the built-in engine.
+        fields = _job_fields(settings.generate, parse_options(settings.generate_options),
+                             list_models(storage_root(), "checkpoints"))
+        generate_controller(panel).submit(fields)
+        tab, news = "generate", "your prompt is queued"  # nothing to launch: the images are what to see
+    else:
+        tab, news = "launch", f"{settings.webui}: starting" if start else ""
     from ._panel_view import show_panel_tab
 
-    show_panel_tab(panel, "launch", f"{settings.webui}: starting" if start else "")
+    show_panel_tab(panel, tab, news)
 
 
 def _gpu_choice(settings: Any) -> int | None:
@@ -102,8 +120,18 @@ def launch(**params: Any) -> Any:
     if not settings.launch:
         print(f"Launch: off, so {label} is not installed or started here. Set LAUNCH = True in the "
               "Settings cell (or run `sdpanel launch " + settings.webui + "`) to start it.")
+        if settings.generate.strip():  # no WebUI: the built-in engine makes the images
+            return _generate_prompt(settings)
         return None
     return _launch_headless(settings, label)
+
+
+def _generate_prompt(settings: Any) -> Any:
+    """GENERATE, headless: the images of the prompt, printed where they are (the Generate
+    cell's code, so its messages are the same)."""
+    from ._generate import generate, parse_options
+
+    return generate(settings.generate, **parse_options(settings.generate_options))
 
 
 def _launch_headless(settings: Any, label: str) -> Any:
@@ -136,6 +164,8 @@ def _launch_headless(settings: Any, label: str) -> Any:
         # Colab / Kaggle: 127.0.0.1 is the notebook's machine, not the user's.
         print(f"Launch: on {platform.label} your browser cannot open the local link; set TUNNEL "
               '(e.g. "cloudflared") in the Settings cell and run this cell again.')
+    if settings.generate.strip():  # before keep-alive, which blocks while the WebUI runs
+        _generate_prompt(settings)
     if settings.keep_alive:
         print(f"Launch: keeping this cell running while {label} runs (KEEP_ALIVE); stop it with "
               f"`sdpanel stop {settings.webui}` or interrupt the kernel.", flush=True)

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     group = p.add_mutually_exclusive_group()
     group.add_argument("--link", action="store_true", help="link the store's copy when it already has the file")
     group.add_argument("--force", action="store_true", help="download even when the store already has the file")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, exit_fast=True)  # its children are stopped before it returns
 
 
 def _storage_root(arg: str | None) -> Path:

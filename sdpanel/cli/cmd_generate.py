@@ -1,6 +1,7 @@
 """``sdpanel generate PROMPT ...``: one generation job through the running WebUI (or the
-one at ``--backend-url``); prints progress, saves the PNGs (parameters embedded) in the
-store's outputs folder and copies them to ``--out``."""
+one at ``--backend-url``, or the built-in engine: ``--flavour builtin``, the default when
+no WebUI runs); prints progress, saves the PNGs (parameters embedded) in the store's
+outputs folder and copies them to ``--out``."""
 
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--inpaint-area", dest="inpaint_area", choices=("whole", "only_masked"))
     p.add_argument("--priority", type=int)
     p.add_argument("--backend-url", help="WebUI to use (default: the running one sdpanel started)")
-    p.add_argument("--flavour", choices=("comfyui", "a1111"), default="comfyui",
-                   help="API of --backend-url (a1111 also covers Forge, ReForge, SD.Next)")
+    p.add_argument("--flavour", choices=("comfyui", "a1111", "builtin"), default="comfyui",
+                   help="API of --backend-url (a1111 also covers Forge, ReForge, SD.Next); "
+                   "builtin: sdpanel's own engine, no WebUI (the default when none runs)")
     p.add_argument("--storage", metavar="PATH", help="storage root (default: detected)")
     p.add_argument("--out", type=Path, metavar="DIR", help="also copy the images here")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after SECONDS")
@@ -64,7 +66,14 @@ def _params(args: argparse.Namespace, checkpoints: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sdpanel.generate import GenerationFailed, ValidationError, generate, get_service
+    from sdpanel.generate import (
+        EngineUnavailable,
+        GenerationFailed,
+        NoBackendError,
+        ValidationError,
+        generate,
+        get_service,
+    )
 
     service = get_service(args.storage)
     folder = service.storage.kind_dir("checkpoints")
@@ -91,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         for field, message in exc.errors.items():
             print(f"  --{field.replace('_', '-')}: {message}", file=sys.stderr)
         return 2
-    except GenerationFailed as exc:
+    except (GenerationFailed, NoBackendError, EngineUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     paths = list(result.images)

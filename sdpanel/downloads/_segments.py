@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-__all__ = ["HashCursor", "Segment", "SegmentMap", "plan_parts"]
+__all__ = ["HashCursor", "Segment", "SegmentMap", "hash_rate", "plan_parts"]
 
 _ALIGN = 64 * 1024
 
@@ -40,6 +41,22 @@ class Segment:
 
 def _key(owner: int | None) -> int:
     return -1 if owner is None else owner
+
+
+_HASH_RATE: list[float] = []
+
+
+def hash_rate() -> float:
+    """Bytes per second SHA-256 runs at on this machine, measured once per process on
+    4 MiB (2–8 ms). It decides how many rounds a download is cut into: from 0.5 GB/s
+    (no SHA instructions) to 2 GB/s (SHA-NI) the right count for a 50 MiB file goes from
+    2 rounds to 1, and every round costs each connection one first-byte wait."""
+    if not _HASH_RATE:
+        block = bytes(4 << 20)
+        t0 = time.perf_counter()
+        hashlib.sha256(block).digest()
+        _HASH_RATE.append(len(block) / max(1e-6, time.perf_counter() - t0))
+    return _HASH_RATE[0]
 
 
 def plan_parts(size: int, connections: int, latency: float, min_part: int,

@@ -11,6 +11,7 @@ from typing import Any as _Any
 
 from ._a1111 import A1111Backend
 from ._backend import Backend, Reporter
+from ._builtin import BuiltinBackend, EngineUnavailable
 from ._client import GenerateResult, GenerationFailed, agenerate, cancel, generate
 from ._comfyui import ComfyUIBackend
 from ._events import EVENT_KINDS, JobEvent, JobEventLog
@@ -28,7 +29,9 @@ __all__ = [
     "A1111Backend",
     "Backend",
     "BackendError",
+    "BuiltinBackend",
     "ComfyUIBackend",
+    "EngineUnavailable",
     "GenerateResult",
     "GenerateService",
     "GenerationFailed",

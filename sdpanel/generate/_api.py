@@ -20,6 +20,7 @@ from tornado.iostream import StreamClosedError
 from sdpanel.server._handlers import API_PREFIX, SdpanelHandler
 from sdpanel.storage import StorageRoot
 
+from ._builtin import EngineUnavailable
 from ._events import JobEvent
 from ._queue import JobNotFound, NoBackendError, QueueFullError
 from ._service import GenerateService, default_storage, get_service
@@ -84,14 +85,17 @@ class JobsHandler(_JobsBase):
             return self.fail(400, "body must be a JSON object", errors={"body": "send a JSON object"})
         service = await asyncio.to_thread(self.service, True)
         try:
+            if data.pop("backend", None) == "builtin":  # ask for the built-in engine
+                service.use_builtin()
             request = await asyncio.to_thread(service.validate, data)  # images decode off-loop
-            job = service.queue.submit(request)
+            # The service, not the queue: with no WebUI it falls back to the built-in engine.
+            job = await asyncio.to_thread(service.submit, request)
         except ValidationError as exc:
             return self.fail(400, str(exc), errors=exc.errors)
         except QueueFullError as exc:
             self.set_header("Retry-After", "10")
             return self.fail(429, str(exc))
-        except NoBackendError as exc:
+        except (NoBackendError, EngineUnavailable) as exc:
             return self.fail(503, str(exc))
         self.set_status(201)
         self.set_header("Location", self.job_url(job.id))

@@ -41,7 +41,9 @@ class GenerateResult:
 def _prepare(prompt: str, params: dict[str, Any], backend_url: str | None, flavour: str | None,
              storage: str | os.PathLike[str] | StorageRoot | None) -> tuple[GenerateService, Job]:
     service = get_service(storage)
-    if backend_url:
+    if flavour == "builtin":
+        service.use_builtin()
+    elif backend_url:
         service.use_backend(backend_url, flavour or "comfyui")
     data = {"prompt": prompt, **params}
     for key in ("init_image", "mask"):

@@ -221,8 +221,10 @@ class JobQueue:
         except Exception as exc:  # the WebUI may be gone; cancelling our side still works
             log.warning("interrupting %s failed: %s", slot.backend.name, redact(str(exc)))
         # The backend normally returns promptly after an interrupt; if not, stop waiting.
+        # A backend may need longer (the built-in engine finishes its step first).
+        grace = max(self.cancel_grace, float(getattr(slot.backend, "cancel_grace", 0.0)))
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-            await asyncio.wait_for(asyncio.shield(task), self.cancel_grace)
+            await asyncio.wait_for(asyncio.shield(task), grace)
         if not task.done():
             task.cancel()
 

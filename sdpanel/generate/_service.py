@@ -14,12 +14,14 @@ from sdpanel.storage import StorageRoot
 
 from ._a1111 import A1111Backend
 from ._backend import Backend
+from ._builtin import FLAVOUR as BUILTIN
+from ._builtin import INSTALL_HINT, BuiltinBackend, EngineUnavailable, engine_python
 from ._comfyui import ComfyUIBackend
 from ._jobs import Job, JobRequest
-from ._queue import JobQueue
+from ._queue import TOPIC, JobQueue, NoBackendError
 from ._validate import validate_request
 
-FLAVOURS = ("comfyui", "a1111")
+FLAVOURS = ("comfyui", "a1111", BUILTIN)
 BACKENDS_ENV = "SDPANEL_GENERATE_BACKENDS"  # "comfyui=http://host:8188,a1111=http://..."
 
 
@@ -74,15 +76,19 @@ class GenerateService:
         self.storage = storage
         self.queue = JobQueue(self.runtime.bus, storage, loop or self.runtime.loop, max_queued=max_queued)
         self._discovered: set[str] = set()
+        self._auto_builtin = False  # added because no WebUI ran: dropped when one starts
 
     def refresh_backends(self) -> list[Backend]:
         """Follow the running WebUIs: add ones started since the last look, drop the ones
-        that stopped (explicitly configured backends stay)."""
+        that stopped (explicitly configured backends stay). A WebUI that started makes
+        the built-in engine give its memory back (it may share the GPU)."""
         found = {b.name: b for b in discover_backends(self.storage)}
         known = {b.name for b in self.queue.backends}
         for name, backend in found.items():
             if name not in known:
                 self.queue.add_backend(backend)
+        if set(found) - self._discovered:
+            self._free_builtin(next(iter(set(found) - self._discovered)))
         for name in self._discovered - set(found):
             self.queue.remove_backend(name)
         self._discovered = set(found)
@@ -106,6 +112,41 @@ class GenerateService:
         self.queue.add_backend(backend)
         return backend
 
+    def builtin(self) -> BuiltinBackend | None:
+        return next((b for b in self.queue.backends if isinstance(b, BuiltinBackend)), None)
+
+    def use_builtin(self, python: str | None = None) -> BuiltinBackend:
+        """The built-in engine (a worker process with diffusers) as a backend. Raises
+        :class:`EngineUnavailable` (one sentence with the fix) without torch + diffusers."""
+        existing = self.builtin()
+        if existing is not None:
+            self._auto_builtin = False
+            return existing
+        if python is None:
+            from sdpanel.settings import load_settings
+
+            python = load_settings().engine_python
+        backend = BuiltinBackend(self.storage, engine_python(python or ""))
+        self.queue.add_backend(backend)
+        return backend
+
+    def _free_builtin(self, webui: str) -> None:
+        backend = self.builtin()
+        if backend is None:
+            return
+        from sdpanel.runtime import StateEvent
+
+        if self._auto_builtin:  # only there because no WebUI ran: the WebUI takes over
+            self._auto_builtin = False
+            self.queue.remove_backend(backend.name)
+            message = f"{webui} started: the built-in engine stopped and freed its memory."
+        else:
+            asyncio.run_coroutine_threadsafe(backend.unload(), self.queue.loop)
+            message = (f"{webui} started: the built-in engine unloaded its model to free GPU "
+                       "memory (the next built-in job loads it again).")
+        self.runtime.bus.publish(StateEvent(topic=TOPIC, key=backend.name, state="unloaded",
+                                            data={"message": message}))
+
     def validate(self, data: Mapping[str, Any]) -> JobRequest:
         return validate_request(data, self.storage)
 
@@ -114,6 +155,16 @@ class GenerateService:
         request = data if isinstance(data, JobRequest) else self.validate(data)
         if not self.queue.backends:
             self.refresh_backends()
+        if not self.queue.backends:
+            # No WebUI: the built-in engine, when this Python (or engine_python) can run it.
+            try:
+                self.use_builtin()
+                self._auto_builtin = True
+            except EngineUnavailable as exc:
+                raise NoBackendError(
+                    f"No WebUI is running and the built-in engine cannot run because {exc.reason}: "
+                    "launch a WebUI (the Launch cell or `sdpanel launch <webui>`), or "
+                    f"{INSTALL_HINT}.") from None
         return self.queue.submit(request)
 
 

@@ -270,7 +270,8 @@ def list_models(store: StorageRoot, kind: str) -> list[str]:
 
 def options(store: StorageRoot | None) -> dict[str, Any]:
     """What a form needs: modes, samplers / schedulers (ComfyUI name + A1111 label), limits
-    and, with a store, the checkpoints, LoRAs and VAEs it holds."""
+    and, with a store, the checkpoints, LoRAs and VAEs it holds; whether the built-in
+    engine can run (``builtin``: available, message)."""
     data: dict[str, Any] = {
         "modes": list(MODES),
         "samplers": [{"name": k, "label": v} for k, v in samplers().items()],
@@ -282,4 +283,7 @@ def options(store: StorageRoot | None) -> dict[str, Any]:
     }
     if store is not None:
         data["models"] = {kind: list_models(store, kind) for kind in ("checkpoints", "loras", "vae")}
+    from ._builtin import builtin_status  # late: only forms need it
+
+    data["builtin"] = builtin_status()
     return data

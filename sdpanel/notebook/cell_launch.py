@@ -15,6 +15,8 @@ SOURCE = """#@title 4. Launch: install and start the WebUI, then open its links
 # Interactive: returns at once; install / start / stop and the links are on the Panel's Launch tab.
 # Headless: installs if needed, waits until the WebUI answers, prints its links and, with
 # KEEP_ALIVE, keeps running while the WebUI does.
+# GENERATE (a prompt): images made here, on the WebUI, or with LAUNCH off on sdpanel's
+# built-in engine (no WebUI needed; pip install 'sdpanel[engine]').
 import sdpanel.cells
 
 sdpanel.cells.launch();"""

@@ -176,8 +176,12 @@ class GenerateController(BusController):
                 self._options = {**self._options, "backends": backends}
                 self.publisher.update(generate_options=self._options)
             request = await asyncio.to_thread(service.validate, data)  # images decode off-loop
-            job = service.queue.submit(request)
+            # The service, not the queue: with no WebUI it falls back to the built-in engine.
+            job = await asyncio.to_thread(service.submit, request)
             self._upsert(job, push=False)
+            if service.queue.backend_status() != backends:  # the built-in engine joined
+                self._options = {**self._options, "backends": service.queue.backend_status()}
+                self.publisher.update(generate_options=self._options)
         except ValidationError as exc:
             errors = {k: redact(v) for k, v in exc.errors.items()}
             message = f"Fix the marked field{'s' if len(errors) > 1 else ''} and generate again."
@@ -201,6 +205,9 @@ class GenerateController(BusController):
                 self.refresh()
             return
         if self._service is None or event.key in self._hidden:
+            return
+        if isinstance(event, StateEvent) and event.state == "unloaded":  # a WebUI took the GPU
+            self.panel.toast(str(event.data.get("message") or ""), level="info")
             return
         try:
             job = self._service.queue.get(event.key)

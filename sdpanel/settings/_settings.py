@@ -79,6 +79,10 @@ class Settings:
         "Port of the WebUI (0: pick a free one)", param=False, minimum=0))
     launch: bool = field(default=False, metadata=_meta(
         "Launch cell: install the WebUI when missing and start it (off: only show the Launch tab)"))
+    generate: str = field(default="", metadata=_meta(
+        "Launch cell: a prompt to generate (on the WebUI, or the built-in engine when none runs)"))
+    generate_options: str = field(default="", metadata=_meta(
+        "Options of GENERATE as name=value, e.g. 'steps=20 width=768 seed=42 negative_prompt=\"blurry\"'"))
     keep_alive: bool = field(default=False, metadata=_meta(
         "Keep the Launch cell running while the WebUI is up (hosted notebooks idle out)"))
     audio_muted: bool = field(default=False, metadata=_meta("Mute the sound cues"))
@@ -87,6 +91,9 @@ class Settings:
         "Storage cell: delete download leftovers (.part/.aria2 untouched for 10 min) and broken links"))
     clean_caches: bool = field(default=False, metadata=_meta(
         "Storage cell: empty the pip and Hugging Face caches"))
+    engine_python: str = field(default="", metadata=_meta(
+        "Python that runs the built-in engine (with sdpanel[engine]); empty: this one",
+        param=False))
     verify_hashes: bool = field(default=True, metadata=_meta(
         "Check each download's SHA-256 against its source before naming it", param=False))
     civitai_base_url: str = field(default="https://civitai.com", metadata=_meta(

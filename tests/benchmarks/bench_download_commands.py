@@ -9,7 +9,8 @@ started it; the command re-attaches) and ``aria2-cold`` starting its own. Tools 
 round by round; medians of ``--repeat`` rounds and the ratio tool/raw (≤ 1.10 is the goal;
 below 1 is faster than raw aria2c) are printed, with the median of per-round ratios
 ("paired", steadier on a busy machine), the time from the process start to the server's
-first request, and the command's peak RSS (VmHWM, sampled; for ``aria2`` that of aria2c).
+first request, the command's peak RSS (VmHWM, sampled; for ``aria2`` that of aria2c) and
+the 1-minute load average seen during the scenario (lowest-highest).
 
     python -m tests.benchmarks.bench_download_commands --scenarios 256M,2G --repeat 5
     python -m tests.benchmarks.bench_download_commands --scenarios het256M,batch20x50M,mix
@@ -133,6 +134,15 @@ def command(tool: str, urls: list[str], out: Path, store: Path, jobs: int) -> li
             str(out), "--storage", str(store), "--connections", "16", "--jobs", str(jobs)]
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a timed command: bytecode is cached, as after ``pip install``
+    (this machine sets PYTHONDONTWRITEBYTECODE, which made every run compile sdpanel's
+    170 modules again: 0.1 s of start-up no user pays)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_once(tool: str, sc: Scenario, src: Path, work: Path, rate: int, args: argparse.Namespace,
              expected: dict[str, str]) -> dict[str, Any]:
     out = work / "dl" / tool
@@ -150,7 +160,7 @@ def run_once(tool: str, sc: Scenario, src: Path, work: Path, rate: int, args: ar
         urls = [srv.url(name) for name, _ in sc.files]
         cmd = command(tool, urls, out, store, args.jobs)
         cpu0 = _proc_cpu(srv.proc.pid)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = child_env()
         started = time.time()
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -192,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         print("aria2c not installed: nothing to compare against")
         return 1
     work = Path(args.workdir or tempfile.mkdtemp(prefix="sdpanel-bench-cmd-"))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "sdpanel"], cwd=REPO,
+                   env=child_env(), check=True)
     results: list[dict[str, Any]] = []
     load0 = os.getloadavg()
     try:
@@ -201,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sc.name}: making {len(sc.files)} file(s) ...", flush=True)
             expected = {n: make_file(src / n, s) for n, s in sc.files}
             runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+            sc_load = [os.getloadavg()[0]]
             for i in range(args.repeat):
                 for tool in tools:  # alternate: load on the machine hits every tool alike
                     r = run_once(tool, sc, src, work, rate, args, expected)
                     runs[tool].append(r)
+                    sc_load.append(os.getloadavg()[0])
                     print(f"  {sc.name:12} {tool:10} round {i}: {r['seconds']:6.2f} s  "
                           f"first request {r['first_request_s']:.2f} s  ok={r['ok']}", flush=True)
             shutil.rmtree(src, ignore_errors=True)
@@ -215,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                        "median_s": statistics.median(secs), "all_s": secs,
                        "first_request_s": statistics.median(r["first_request_s"] for r in runs[tool]),
                        "rss_mb": max(r["rss_mb"] for r in runs[tool]),
-                       "ok": all(r["ok"] for r in runs[tool])}
+                       "ok": all(r["ok"] for r in runs[tool]),
+                       "load": [min(sc_load), max(sc_load)]}
                 if base:
                     row["ratio"] = row["median_s"] / statistics.median(base)
                     row["paired"] = statistics.median(a / b for a, b in zip(secs, base, strict=True))
@@ -229,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
           f"per-round ratios); load average {load0[0]:.1f} → {load1[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
     print(f"{'scenario':12} {'tool':10} {'median s':>9} {'ratio':>6} {'paired':>6} {'goal':>6} "
-          f"{'1st req s':>9} {'RSS MB':>7}")
+          f"{'1st req s':>9} {'RSS MB':>7} {'load':>9}")
     for r in results:
         goal = GOALS[r["kind"]] if r["tool"] != "aria2c" else None
         met = "" if goal is None else ("met" if r.get("paired", 9) <= goal else "NOT met")
@@ -237,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             met = ""  # the ≥ 1.2x faster goal is the Python engine's (work stealing)
         print(f"{r['scenario']:12} {r['tool']:10} {r['median_s']:9.2f} {r.get('ratio', 1):6.2f} "
               f"{r.get('paired', 1):6.2f} {goal or 0:6.2f} {r['first_request_s']:9.2f} "
-              f"{r['rss_mb']:7.0f}  {met}{'' if r['ok'] else '  WRONG FILE'}")
+              f"{r['rss_mb']:7.0f} {r['load'][0]:4.1f}-{r['load'][1]:<4.1f} "
+              f"{met}{'' if r['ok'] else '  WRONG FILE'}")
     out_json = Path(args.out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps({"rate": rate, "latency": args.latency, "jobs": args.jobs,

@@ -55,11 +55,14 @@ def test_headless_without_prompt_does_nothing(store: StorageRoot, capsys: pytest
     assert "no PROMPT" in capsys.readouterr().out
 
 
-def test_headless_failures_are_one_sentence(store: StorageRoot, comfy: StubComfyUI) -> None:
+def test_headless_failures_are_one_sentence(store: StorageRoot, comfy: StubComfyUI,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(sdpanel.cells.GenerateCellError, match=r"width: 100 is not a multiple of 8"):
         sdpanel.cells.generate("p", width=100)
     (store.state_dir / "pids" / "webui-comfyui.json").unlink()
     get_service(store).refresh_backends()
+    # No WebUI and no engine packages (with them the built-in engine would take the job).
+    monkeypatch.setattr("sdpanel.generate._builtin.has_engine_packages", lambda: False)
     with pytest.raises(sdpanel.cells.GenerateCellError, match="No WebUI is running: launch one with the Launch cell"):
         sdpanel.cells.generate("p")
 

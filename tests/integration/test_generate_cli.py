@@ -26,8 +26,8 @@ def store(tmp_path: Path) -> Path:
     return root
 
 
-def cli(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SDPANEL_STORAGE": str(store), "SDPANEL_PLATFORM": "local"}
+def cli(*args: str, store: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SDPANEL_STORAGE": str(store), "SDPANEL_PLATFORM": "local", **extra_env}
     return subprocess.run([sys.executable, "-m", "sdpanel", "generate", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -79,5 +79,8 @@ def test_cli_names_each_bad_option(store: Path) -> None:
 
 
 def test_cli_without_a_webui_says_what_to_do(store: Path) -> None:
-    r = cli("x", store=store)
+    # The built-in engine pointed at a Python that is not there: nothing can run the job.
+    r = cli("x", store=store, SDPANEL_ENGINE_PYTHON="/nonexistent/python")
     assert r.returncode == 1 and "No WebUI is running" in r.stderr and "Traceback" not in r.stderr
+    assert "engine_python '/nonexistent/python' is not an executable file" in r.stderr
+    assert "pip install 'sdpanel[engine]'" in r.stderr

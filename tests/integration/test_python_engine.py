@@ -144,6 +144,27 @@ async def test_slow_connection_never_holds_up_the_hash(tmp_path: Path) -> None:
     assert eng.last_stats["hash_tail_bytes"] <= len(data) // 2, eng.last_stats
 
 
+@pytest.mark.parametrize(("rate", "fewest", "most"), [(4e9, 1, 1), (0.2e9, 2, 64)])
+async def test_rounds_follow_this_machines_hash_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      rate: float, fewest: int, most: int) -> None:
+    """A fast hasher finishes a small file's hash at once: one request per connection
+    (each extra round costs every connection a first-byte wait); a slow one gets rounds,
+    so the hash follows the transfer instead of starting at its end."""
+    import sdpanel.downloads._segments as segments
+
+    monkeypatch.setattr(segments, "_HASH_RATE", [rate], raising=False)
+    data = rand(24 * MiB)
+    with RangeServer(latency=0.05) as srv:
+        srv.add_file("r.bin", data)
+        run = Run(srv.url("r.bin"), tmp_path / "r.part", data, connections=8)
+        eng = engine()
+        res = await run.go(eng)
+        await eng.close()
+    assert res.sha256 == run.t.sha256
+    planned = len(run.journal["segments"]) - eng.last_stats["splits"]
+    assert 8 * fewest <= planned <= 8 * most and planned % 8 == 0
+
+
 async def test_server_ignoring_ranges_gives_one_stream(server: RangeServer,
                                                        tmp_path: Path) -> None:
     data = rand(5 * MiB)

@@ -169,7 +169,9 @@ def test_queue_full_is_429(jp_fetch, run, comfy: StubComfyUI) -> None:
         service.queue.cancel(job.id)
 
 
-def test_no_webui_is_503(jp_fetch, run, storage: Path) -> None:
+def test_no_webui_is_503(jp_fetch, run, storage: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the engine packages (with them the built-in engine takes the job).
+    monkeypatch.setattr("sdpanel.generate._builtin.has_engine_packages", lambda: False)
     StorageRoot.at(storage).ensure()
     (StorageRoot.at(storage).kind_dir("checkpoints") / "model.safetensors").write_bytes(b"x")
     r = post_job(jp_fetch, run, GOOD)

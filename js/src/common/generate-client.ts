@@ -98,6 +98,18 @@ export interface GenerateOptions {
   };
   models?: { checkpoints: string[]; loras: string[]; vae: string[] };
   backends?: BackendStatus[];
+  /** Whether sdpanel's own engine can run here (no WebUI needed), else how to install it. */
+  builtin?: { available: boolean; message: string };
+}
+
+/** The note on where jobs run when no WebUI is up ("" while one is): the built-in engine,
+ * or what to do when it is not installed. `launch` says how to start a WebUI here. */
+export function backendNotice(o: GenerateOptions, launch: string): string {
+  if ((o.backends ?? []).some((b) => b.flavour !== "builtin")) return "";
+  if (o.builtin?.available ?? true) {
+    return "No WebUI is running: jobs run on the built-in engine (its own process; the first job loads the model).";
+  }
+  return `No WebUI is running: ${launch}, or ${o.builtin?.message ?? "install sdpanel[engine]"}`;
 }
 
 /** SSE events of GET /jobs/{id}/events, by `event:` name. */

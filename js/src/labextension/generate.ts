@@ -4,7 +4,7 @@
 // It needs no notebook and no kernel, only a running WebUI that the server can reach.
 import type { ServerConnection as SC } from "@jupyterlab/services";
 import {
-  API_PREFIX, ApiError, cancelJob, createJob, fetchImage, type GenerateOptions, getOptions, type Job,
+  API_PREFIX, ApiError, backendNotice, cancelJob, createJob, fetchImage, type GenerateOptions, getOptions, type Job,
   type JobEvent, listJobs, type RequestFn, streamEvents,
 } from "../common/generate-client";
 import { h } from "../widget/dom";
@@ -105,7 +105,8 @@ export class SidebarGenerate {
 
   private drawNotice(o: GenerateOptions): void {
     const notes: HTMLElement[] = [];
-    if (!(o.backends ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "No WebUI is running: launch one (Launch cell or `sdpanel launch <webui>`), then Refresh."));
+    const where = backendNotice(o, "launch one (Launch cell or `sdpanel launch <webui>`)");
+    if (where) notes.push(h("div", { class: "sdp-gen-note" }, where));
     if (!(o.models?.checkpoints ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "The store has no checkpoint yet: download one first."));
     this.notice.replaceChildren(...notes);
   }

@@ -3,7 +3,7 @@
 // ("generate.submit" with the images as data URLs in the payload), so it works in Colab as in
 // JupyterLab; Python answers with the small `generate_state` trait (jobs, per-field errors) and
 // custom messages carrying previews and PNG bytes (see generate/images.ts).
-import type { GenerateOptions, Mode } from "../../common/generate-client";
+import { backendNotice, type GenerateOptions, type Mode } from "../../common/generate-client";
 import { h } from "../dom";
 import type { TabContext, TabModule } from "../types";
 import { GenerateForm, type Params } from "./generate/form";
@@ -198,7 +198,8 @@ function render({ model, el, act }: TabContext): () => void {
       notes.push(h("div", { class: "sdp-gen-note sdp-gen-bad" }, h("span", {}, o.error),
         h("button", { class: "sdp-btn sdp-gen-mini", type: "button", "data-act": "retry", onclick: () => act("generate.refresh") }, "Retry")));
     } else if (o.samplers) {
-      if (!(o.backends ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "No WebUI is running: start one in the Launch tab, then Refresh."));
+      const where = backendNotice(o as GenerateOptions, "start one in the Launch tab");
+      if (where) notes.push(h("div", { class: "sdp-gen-note" }, where));
       if (!(o.models?.checkpoints ?? []).length) notes.push(h("div", { class: "sdp-gen-note" }, "The store has no checkpoint yet: download one in the Models tab."));
     } else {
       notes.push(h("div", { class: "sdp-muted" }, "Loading models and samplers…"));
