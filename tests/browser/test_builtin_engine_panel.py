@@ -62,7 +62,12 @@ def test_generate_tab_runs_on_the_builtin_engine(page: Any, lab_server: LabServe
     _fill(gen, "prompt", "a lighthouse on a cliff at dusk")
     for field, value in (("steps", "2"), ("width", "64"), ("height", "64"), ("seed", "9")):
         _fill(gen, field, value)
-    gen.locator("[data-act='generate']").click()
+    go = gen.locator("[data-act='generate']")
+    go.click()
+    # The pointer stays on the button after the click: its white label must keep its
+    # coloured background (the shared hover once painted it pale, label invisible in light).
+    go.hover()
+    assert "gradient" in go.evaluate("b => getComputedStyle(b).backgroundImage")
     card = gen.locator(".sdp-gen-card").first
     card.locator("img").wait_for(state="visible", timeout=600_000)
     assert "seed 9" in card.locator(".sdp-gen-cmeta").inner_text()

@@ -69,8 +69,8 @@ function render({ model, el, act }: TabContext): () => void {
 
   const submitBtn = h("button", { class: "sdp-btn sdp-gen-go", type: "button", "data-act": "generate" }, "Generate");
   const status = h("div", { class: "sdp-gen-status", role: "status" });
-  // No WebUI to generate with: say so at the button instead of answering a click with
-  // field errors (the job could not run anyway).
+  // Nothing to generate with (no WebUI, and the built-in engine cannot run here): say so at
+  // the button instead of answering a click with field errors (the job could not run anyway).
   const goHint = h("div", { class: "sdp-gen-status sdp-gen-hint", hidden: true, "data-hint": "no-webui" },
     "Start a WebUI first: the Launch tab (or `sdpanel launch <webui>`), then Refresh.");
   const notice = h("div", { class: "sdp-gen-notice" });
@@ -141,7 +141,7 @@ function render({ model, el, act }: TabContext): () => void {
   // ---- submit -------------------------------------------------------------------------
   const noWebUI = () => {
     const o = options();
-    return Boolean(o.samplers) && !o.error && !(o.backends ?? []).length;
+    return Boolean(o.samplers) && !o.error && !(o.backends ?? []).length && !(o.builtin?.available ?? false);
   };
   const drawGo = () => {
     const none = noWebUI();
