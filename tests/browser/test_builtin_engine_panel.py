@@ -59,6 +59,9 @@ def test_generate_tab_runs_on_the_builtin_engine(page: Any, lab_server: LabServe
     except Exception:
         raise AssertionError(f"Generate tab did not load: {cell_errors(page)}; {page.sdp_console}") from None
     assert NOTICE in gen.locator(".sdp-gen-note").first.inner_text()
+    # The lab's store is shared by the browser suite: other tests leave fake checkpoints
+    # there, listed before ours.
+    gen.locator("[data-field='checkpoint'] select").select_option(CKPT)
     _fill(gen, "prompt", "a lighthouse on a cliff at dusk")
     for field, value in (("steps", "2"), ("width", "64"), ("height", "64"), ("seed", "9")):
         _fill(gen, field, value)
@@ -90,6 +93,7 @@ def test_sidebar_runs_on_the_builtin_engine(page: Any, lab_server: LabServer, en
         side.scroll_into_view_if_needed()
         side.locator(f"[data-field='checkpoint'] option[value='{CKPT}']").wait_for(state="attached")
         assert NOTICE in side.locator(".sdp-gen-note").first.inner_text()
+        side.locator("[data-field='checkpoint'] select").select_option(CKPT)  # the store is shared
         _fill(side, "prompt", "a paper boat on a pond")
         for field, value in (("steps", "2"), ("width", "64"), ("height", "64")):
             _fill(side, field, value)
