@@ -364,11 +364,13 @@ STYLE = "el => { const s = getComputedStyle(el); return [s.backgroundColor, s.op
 
 
 def test_generate_without_a_webui_says_start_one_first(page: Any, lab_server: LabServer) -> None:
-    """No WebUI: Generate is off with one sentence at the button, not a click answered with
-    field errors; secondary buttons do not look disabled (only disabled ones do)."""
+    """No WebUI and no built-in engine (its Python points nowhere): Generate is off with one
+    sentence at the button, not a click answered with field errors; secondary buttons do
+    not look disabled (only disabled ones do)."""
     page.set_viewport_size({"width": 1400, "height": 1100})
     root = _panel(page, lab_server, "generate-none.ipynb",
-                  ["import os\nos.environ.pop('SDPANEL_GENERATE_BACKENDS', None)",
+                  ["import os\nos.environ.pop('SDPANEL_GENERATE_BACKENDS', None)\n"
+                   "os.environ['SDPANEL_ENGINE_PYTHON'] = '/nonexistent/python'  # no built-in engine either",
                    "import sdpanel.panels\np = sdpanel.panels.Panel()\np.active_tab = 'generate'\np"])
     hint = root.locator("[data-hint='no-webui']")
     hint.wait_for(timeout=60_000)
