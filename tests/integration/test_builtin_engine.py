@@ -11,11 +11,9 @@ import io
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,35 +26,18 @@ from PIL import Image  # noqa: E402
 from sdpanel.generate import BuiltinBackend, GenerationFailed, generate, get_service, read_text  # noqa: E402
 from sdpanel.generate._png import encode_png, gradient_png  # noqa: E402
 from sdpanel.storage import StorageRoot  # noqa: E402
+from tests.fixtures.counting_listener import CountingListener
 from tests.fixtures.sd15_checkpoint import place, sd15_checkpoint, sd15_lora, sd15_vae  # noqa: E402
 from tests.fixtures.waiting import wait_for  # noqa: E402
 
 CKPT = "sd15-random.safetensors"
 
 
-class NoNetwork:
-    """A proxy that only counts: every HTTP(S) client of the worker is pointed at it, so
-    any attempt to reach a hub shows up as a connection here."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-
 @pytest.fixture(scope="module")
-def net() -> Iterator[NoNetwork]:
-    proxy = NoNetwork()
+def net() -> Iterator[CountingListener]:
+    # Every HTTP(S) client of the worker is pointed at it as a proxy: any attempt to reach
+    # a hub shows up as a connection.
+    proxy = CountingListener()
     saved = {k: os.environ.get(k) for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")}
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         os.environ[key] = proxy.url
@@ -71,7 +52,7 @@ def net() -> Iterator[NoNetwork]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, net: NoNetwork) -> Iterator[StorageRoot]:
+def store(tmp_path_factory: pytest.TempPathFactory, net: CountingListener) -> Iterator[StorageRoot]:
     root = StorageRoot.at(tmp_path_factory.mktemp("engine") / "store").ensure()
     place(sd15_checkpoint(), root.kind_dir("checkpoints") / CKPT)
     place(sd15_vae(), root.kind_dir("vae") / "other-vae.safetensors")
@@ -104,7 +85,7 @@ def engine_log(store: StorageRoot) -> str:
     return (store.path / ".sdpanel" / "logs" / "engine.log").read_text(errors="replace")
 
 
-def test_txt2img_batches_and_seeds(store: StorageRoot, net: NoNetwork) -> None:
+def test_txt2img_batches_and_seeds(store: StorageRoot, net: CountingListener) -> None:
     events: list[str] = []
     result = run(store, width=64, height=64, batch_size=2, batch_count=2, seed=41,
                  on_event=lambda e: events.append(e.kind))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from aiohttp import web
 
 from sdpanel.downloads import Aria2Daemon, Aria2Engine, DownloadError, Transfer
 from sdpanel.downloads._python_engine import PythonEngine
+from tests.fixtures.counting_listener import CountingListener
 
 pytestmark = pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c not installed")
 
@@ -43,36 +43,15 @@ TORRENT = _bencode({"announce": "http://127.0.0.1:1/announce",
                              "pieces": b"\0" * 60}})
 
 
-class FtpTrap:
-    """A TCP listener standing where the ftp:// redirect points: counts connections."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-
 @pytest.fixture
-def ftp_trap() -> Iterator[FtpTrap]:
-    trap = FtpTrap()
+def ftp_trap() -> Iterator[CountingListener]:
+    trap = CountingListener()
     yield trap
     trap.sock.close()
 
 
 @pytest.fixture
-async def hostile(ftp_trap: FtpTrap) -> AsyncIterator[tuple[str, list[str]]]:
+async def hostile(ftp_trap: CountingListener) -> AsyncIterator[tuple[str, list[str]]]:
     seen: list[str] = []
 
     async def torrent(_r: web.Request) -> web.Response:
@@ -151,7 +130,7 @@ async def test_torrent_or_metalink_answer_stays_one_plain_file(
 
 
 async def test_redirect_to_ftp_refused_with_one_sentence_by_both_engines(
-        daemon: Aria2Daemon, hostile: tuple[str, list[str]], ftp_trap: FtpTrap, tmp_path: Path) -> None:
+        daemon: Aria2Daemon, hostile: tuple[str, list[str]], ftp_trap: CountingListener, tmp_path: Path) -> None:
     base, _seen = hostile
     err = await _fetch(daemon, base + "/ftp.safetensors", tmp_path / "out" / "f.safetensors.part")
     assert isinstance(err, DownloadError), err
